@@ -1,0 +1,258 @@
+"""Analyzer base classes: model checks, input validation, batching, the compiled reverse pass."""
+
+import json
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from keras_patterns import selection
+from keras_patterns.canonizers import canonize
+from keras_patterns.graph import walk
+from keras_patterns.graph.checks import check_no_softmax, check_single_output
+from keras_patterns.mapping import resolve
+from keras_patterns.mirror import Mirror
+
+
+class Analyzer:
+    """Base class of all analyzers.
+
+    Args:
+        model: a Keras model with one output and no softmax (see
+            :func:`keras_patterns.model_wo_softmax`). It is never modified.
+        neuron_selection_mode: ``"max_activation"``, ``"index"`` or ``"all"``. Defaults to
+            `"max_activation"`.
+        batch_size: default number of samples per compiled call in :meth:`analyze`. Defaults to `32`.
+
+    Raises:
+        NotAnalyzeableModelError: several outputs, a softmax, a subclassed model.
+        UnsupportedLayerError: layers without a rule, all listed at once.
+    """
+
+    #: registry name, set by :func:`keras_patterns.analyzers.registry.register`.
+    name = None
+    #: whether :meth:`fit` does something.
+    needs_fitting = False
+
+    def __init__(self, model, neuron_selection_mode="max_activation", batch_size=32):
+        self.model = model
+        self.neuron_selection_mode = selection.check_mode(neuron_selection_mode)
+        if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
+            raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
+        self.batch_size = int(batch_size)
+        self._config = {"neuron_selection_mode": neuron_selection_mode, "batch_size": int(batch_size)}
+        self.graph = canonize(walk(model), fold_bn=True)
+        check_single_output(model, self.graph)
+        check_no_softmax(self.graph)
+        self._input_specs = [
+            (tuple(self.graph.tensors[t].shape), self.graph.tensors[t].dtype) for t in self.graph.inputs
+        ]
+        out_shape = self.graph.tensors[self.graph.outputs[0]].shape[1:]
+        self.n_outputs = int(np.prod(out_shape)) if all(d is not None for d in out_shape) else None
+        self._compiled = None
+
+    # ----------------------------------------------------------------------------------- config
+    def get_config(self):
+        """The constructor arguments (JSON-serialisable), without the model."""
+        return dict(self._config)
+
+    def fit(self, *args, **kwargs):
+        """Does nothing for analyzers that need no fitting (warns and returns self)."""
+        warnings.warn(f"Analyzer {self.name!r} needs no fitting; fit() does nothing.", stacklevel=2)
+        return self
+
+    def save(self, path):
+        """Saves configuration, fitted state and model to one file (see :mod:`keras_patterns.io`)."""
+        from keras_patterns import io
+
+        io.save_analyzer(self, path)
+
+    def _state_arrays(self):
+        """Fitted arrays to persist (patterns); ``{}`` for analyzers without state."""
+        return {}
+
+    def _load_state_arrays(self, arrays):
+        """Restores what :meth:`_state_arrays` returned."""
+        if arrays:
+            raise ValueError(f"Analyzer {self.name!r} has no state; received arrays {sorted(arrays)}")
+
+    # ------------------------------------------------------------------------------------ input
+    def _prepare_inputs(self, x):
+        n_in = len(self._input_specs)
+        if isinstance(x, dict):
+            missing = [n for n in self.graph.input_names if n not in x]
+            if missing:
+                raise ValueError(
+                    f"Input dict is missing model inputs {missing}. Expected keys: "
+                    f"{self.graph.input_names}. Received keys: {sorted(x)}"
+                )
+            xs = [x[n] for n in self.graph.input_names]
+        elif isinstance(x, (list, tuple)):
+            xs = list(x)
+        else:
+            xs = [x]
+        if len(xs) != n_in:
+            raise ValueError(
+                f"The model has {n_in} input(s) {self.graph.input_names}; expected a list of {n_in} "
+                f"arrays. Received: {len(xs)} array(s)"
+            )
+        out = []
+        for i, (xi, (shape, dtype)) in enumerate(zip(xs, self._input_specs)):
+            arr = np.asarray(xi.numpy() if hasattr(xi, "numpy") else xi)
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(
+                    f"Input {i} must be numeric. Received: dtype {arr.dtype} (e.g. {arr.flat[0]!r})"
+                    if arr.size else f"Input {i} must be numeric. Received: dtype {arr.dtype}"
+                )
+            if arr.ndim != len(shape) or any(
+                s is not None and s != a for s, a in zip(shape[1:], arr.shape[1:])
+            ):
+                raise ValueError(
+                    f"Input {i} ({self.graph.input_names[i]}) must have shape {('batch',) + shape[1:]}. "
+                    f"Received: shape {arr.shape}"
+                )
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                bad = np.argwhere(~np.isfinite(arr))[0]
+                raise ValueError(
+                    f"Input {i} contains NaN or Inf (first at index {tuple(int(b) for b in bad)}); "
+                    "expected finite values."
+                )
+            if np.dtype(dtype).kind == "f" and arr.dtype.kind != "f":
+                arr = arr.astype(dtype)
+            elif np.dtype(dtype).kind == "f":
+                arr = arr.astype(dtype, copy=False)
+            out.append(arr)
+        batches = {a.shape[0] for a in out}
+        if len(batches) != 1:
+            raise ValueError(f"All inputs must have the same batch size. Received: {[a.shape[0] for a in out]}")
+        return out
+
+    def _signature(self):
+        specs = [
+            tf.TensorSpec((None,) + shape[1:], dtype=dtype) for shape, dtype in self._input_specs
+        ]
+        return [specs, tf.TensorSpec((None,), tf.int32)] + self._extra_specs()
+
+    def _extra_specs(self):
+        """Specs of extra arguments of ``_analyze_batch`` (e.g. a random seed)."""
+        return []
+
+    def _extra_args(self):
+        """Values of the extra arguments for one analyze() call."""
+        return []
+
+    # ---------------------------------------------------------------------------------- analyze
+    def _analyze_batch(self, inputs, indices):
+        raise NotImplementedError
+
+    def _rows_per_call(self, batch_size):
+        return batch_size
+
+    def analyze(self, x, neuron_selection=None, batch_size=None):
+        """Explains the model's output for a batch of inputs.
+
+        Args:
+            x: an array shaped like the model input (batch first), or a list (or dict by input
+                name) of arrays for multi-input models.
+            neuron_selection: with ``neuron_selection_mode="index"``, an int for all samples or one
+                int per sample, indexing the flattened output. Must be None in the other modes.
+            batch_size: samples per compiled call. Defaults to the analyzer's `batch_size`.
+
+        Returns:
+            A numpy array shaped like ``x``, or a list with one array per model input.
+
+        Raises:
+            ValueError: wrong input count, rank or shape, NaN/Inf input, bad ``neuron_selection``.
+            TypeError: non-numeric input.
+        """
+        xs = self._prepare_inputs(x)
+        n = xs[0].shape[0]
+        idx = selection.normalize_indices(
+            neuron_selection, self.neuron_selection_mode, n, self.n_outputs or np.iinfo("int32").max
+        )
+        if self._compiled is None:
+            self._compiled = tf.function(self._analyze_batch, input_signature=self._signature())
+        if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
+            raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
+        step = self._rows_per_call(batch_size or self.batch_size)
+        extras = self._extra_args()
+        chunks = []
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            maps = self._compiled([a[start:stop] for a in xs], idx[start:stop], *extras)
+            chunks.append([m.numpy() for m in maps])
+        if n == 0:
+            results = [np.zeros_like(a, dtype="float32") for a in xs]
+        else:
+            results = [np.concatenate([c[i] for c in chunks], axis=0) for i in range(len(xs))]
+        return results[0] if len(results) == 1 else results
+
+
+class ReverseAnalyzer(Analyzer):
+    """An analyzer that is one reverse pass through the mirror model.
+
+    Subclasses set the class attributes below; their rules are data.
+
+    Attributes:
+        rules: ordered ``(condition, Rule)`` pairs (first match wins; gradient otherwise).
+        head: ``"ones"`` (start from 1 at the selected neuron, as the gradient) or ``"value"``
+            (start from the selected output value, as LRP and the signal methods).
+        multiply_input: multiply the result by the (float) input at the end.
+    """
+
+    rules = ()
+    head = "ones"
+    multiply_input = False
+    postprocess = None
+
+    def __init__(self, model, neuron_selection_mode="max_activation", batch_size=32, **kwargs):
+        super().__init__(model, neuron_selection_mode=neuron_selection_mode, batch_size=batch_size, **kwargs)
+        self._build_mirror()
+
+    def _rule_list(self):
+        return self.rules
+
+    def _mirror_state(self):
+        return None
+
+    def _build_mirror(self):
+        self.plan = resolve(self.graph, self._rule_list(), method=self.name)
+        self.mirror = Mirror(self.graph, self.plan, self._mirror_state())
+        self._compiled = None
+
+    def _postprocess(self, m):
+        if self.postprocess == "abs":
+            return tf.abs(m)
+        if self.postprocess == "square":
+            return tf.square(m)
+        return m
+
+    def _reverse(self, inputs, indices, mode=None):
+        mode = mode or self.neuron_selection_mode
+        signals, _ = self.mirror(
+            inputs, lambda y: selection.seed(y, mode, indices, head=self.head)
+        )
+        maps = []
+        for x, r in zip(inputs, signals):
+            if r is None:  # integer input with no Embedding rule: no signal
+                r = tf.zeros(tf.shape(x), tf.float32)
+            r = self._postprocess(r)
+            if self.multiply_input and x.dtype.is_floating:
+                r = r * x
+            maps.append(r)
+        return maps
+
+    def _analyze_batch(self, inputs, indices):
+        return self._reverse(inputs, indices)
+
+
+def check_postprocess(postprocess):
+    if postprocess not in (None, "abs", "square"):
+        raise ValueError(
+            f"`postprocess` must be None, 'abs' or 'square'. Received: postprocess={postprocess!r}"
+        )
+    return postprocess
+
+
+def dumps_config(config):
+    return json.dumps(config, sort_keys=True)

@@ -1,0 +1,43 @@
+"""Trivial analyzers: the input itself and the input plus noise (baselines for evaluation)."""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_patterns.analyzers.base import Analyzer
+from keras_patterns.analyzers.registry import register
+
+
+@register("input")
+class Input(Analyzer):
+    """Returns the input unchanged (a baseline)."""
+
+    def _analyze_batch(self, inputs, indices):
+        return [tf.cast(x, tf.float32) for x in inputs]
+
+
+@register("random")
+class Random(Analyzer):
+    """Returns the input plus Gaussian noise N(0, stddev^2) (a baseline), as iNNvestigate.
+
+    Args:
+        model: a Keras model.
+        stddev: standard deviation of the noise. Defaults to `1.0`.
+        seed: int seed (same seed, same maps; noise depends on the sample's position in the
+            analyze() call) or None for fresh noise per call. Defaults to `None`.
+    """
+
+    def __init__(self, model, stddev=1.0, seed=None, **kwargs):
+        if not (np.isscalar(stddev) and np.isfinite(stddev) and stddev >= 0):
+            raise ValueError(f"`stddev` must be a finite number >= 0. Received: stddev={stddev!r}")
+        self.stddev, self.seed = float(stddev), seed
+        super().__init__(model, **kwargs)
+        self._config.update(stddev=self.stddev, seed=seed)
+
+    def analyze(self, x, neuron_selection=None, batch_size=None):
+        xs = self._prepare_inputs(x)
+        from keras_patterns import selection
+
+        selection.normalize_indices(neuron_selection, self.neuron_selection_mode, xs[0].shape[0], 1 << 30)
+        rng = np.random.default_rng(self.seed)
+        out = [a.astype("float32") + self.stddev * rng.standard_normal(a.shape).astype("float32") for a in xs]
+        return out[0] if len(out) == 1 else out

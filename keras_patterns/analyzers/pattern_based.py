@@ -1,0 +1,1 @@
+"""PatternNet and PatternAttribution analyzers (filled in by the pattern work)."""

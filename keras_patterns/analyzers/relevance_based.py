@@ -1,0 +1,1 @@
+"""LRP and Deep Taylor analyzers (filled in by the LRP work)."""

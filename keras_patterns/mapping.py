@@ -1,0 +1,105 @@
+"""Layer -> rule resolution.
+
+A method's rule assignment is data: an ordered list of ``(condition, rule)`` pairs where the first
+match wins. A condition is a layer class, a tuple of classes, or a callable
+``condition(node, graph) -> bool``. After the method's own pairs come rules registered by users with
+:func:`register_rule`, then the built-in defaults (Embedding sums over its embedding axis), then the
+plain gradient for every supported layer. Layers that match nothing are reported all at once.
+"""
+
+import keras
+
+from keras_patterns.errors import UnsupportedLayerError
+from keras_patterns.graph.layers import EMBEDDING, SUPPORTED_LAYERS
+from keras_patterns.rules import EMBEDDING_SUM, GRADIENT, Rule
+
+_CUSTOM_RULES = []  # (layer_class, rule, methods or None)
+
+
+def register_rule(layer_class, rule=GRADIENT, methods=None):
+    """Maps a custom layer class to a backward rule.
+
+    Args:
+        layer_class: a ``keras.layers.Layer`` subclass.
+        rule: the :class:`~keras_patterns.rules.Rule` to use. Defaults to the plain gradient,
+            right for any layer that is linear or piecewise linear with the ReLU gating you want.
+        methods: analyzer names the mapping applies to (e.g. ``["gradient", "lrp.epsilon"]``), or
+            None for all. Defaults to `None`.
+
+    Raises:
+        TypeError: if ``layer_class`` is not a Layer subclass or ``rule`` not a Rule.
+
+    Example:
+
+    ```python
+    class Scale(keras.layers.Layer):
+        def call(self, x):
+            return 2.0 * x
+
+    kp.register_rule(Scale)              # gradient (= linear) rule for every method
+    ```
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(f"`layer_class` must be a keras.layers.Layer subclass. Received: {layer_class!r}")
+    if not isinstance(rule, Rule):
+        raise TypeError(f"`rule` must be a keras_patterns.rules.Rule. Received: {rule!r}")
+    if methods is not None:
+        methods = tuple([methods] if isinstance(methods, str) else methods)
+    _CUSTOM_RULES.insert(0, (layer_class, rule, methods))
+
+
+def unregister_rule(layer_class):
+    """Removes every rule registered for ``layer_class``."""
+    _CUSTOM_RULES[:] = [entry for entry in _CUSTOM_RULES if entry[0] is not layer_class]
+
+
+def _matches(condition, node, graph):
+    if isinstance(condition, type) or (
+        isinstance(condition, tuple) and all(isinstance(c, type) for c in condition)
+    ):
+        return isinstance(node.layer, condition)
+    return bool(condition(node, graph))
+
+
+class Plan(dict):
+    """The resolved rule of every node: ``{node_name: Rule}``, printable for debugging."""
+
+    def __str__(self):
+        width = max((len(k) for k in self), default=0)
+        return "\n".join(f"{name:{width}s}  {rule}" for name, rule in self.items())
+
+
+def resolve(graph, rules=(), method=None):
+    """Assigns a rule to every node of a graph.
+
+    Args:
+        graph: a canonized :class:`~keras_patterns.graph.Graph`.
+        rules: ordered ``(condition, rule)`` pairs of the method.
+        method: the analyzer name, to select rules registered for some methods only.
+
+    Returns:
+        A :class:`Plan`.
+
+    Raises:
+        UnsupportedLayerError: listing every node whose layer no rule covers.
+    """
+    plan, unsupported = Plan(), []
+    custom = [(cls, rule) for cls, rule, methods in _CUSTOM_RULES if methods is None or method in methods]
+    defaults = [(EMBEDDING, EMBEDDING_SUM), (SUPPORTED_LAYERS, GRADIENT)]
+    for node in graph.nodes:
+        for condition, rule in list(rules) + custom + defaults:
+            if _matches(condition, node, graph):
+                plan[node.name] = rule
+                break
+        else:
+            unsupported.append((node.name, node.class_name))
+    if unsupported:
+        listing = ", ".join(f"{name} ({cls})" for name, cls in unsupported)
+        raise UnsupportedLayerError(
+            f"The model contains {len(unsupported)} layer(s) without a backward rule"
+            f"{' for ' + repr(method) if method else ''}: {listing}. Supported layers: "
+            f"{sorted({c.__name__ for c in SUPPORTED_LAYERS})}. Map a custom layer to a rule with "
+            "keras_patterns.register_rule(LayerClass, rule).",
+            layers=unsupported,
+        )
+    return plan

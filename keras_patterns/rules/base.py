@@ -1,0 +1,83 @@
+"""Backward rules as data.
+
+A rule says how the signal flowing backwards (a gradient, a relevance, a pattern signal) passes one
+node of the graph. It is a small frozen record: a name, the function that does the work, optional
+parameters and an optional ``prepare`` step that runs once, eagerly, when the mirror is built (to
+turn kernels into W+, W**2, patterns, ... constants).
+"""
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A backward rule.
+
+    Attributes:
+        name: short name shown in plans (``"gradient"``, ``"lrp.epsilon(0.1)"``, ...).
+        backward: ``backward(ctx, rs) -> list``: given the signals ``rs`` arriving at the node's
+            outputs, returns one signal per node input (None for inputs that receive nothing).
+        prepare: optional ``prepare(node, state) -> dict``, run once per node at build time; its
+            result is available as ``ctx.prepared`` in ``backward``.
+        params: parameters, for display and equality.
+    """
+
+    name: str
+    backward: Callable
+    prepare: Optional[Callable] = None
+    params: tuple = ()
+
+    def __str__(self):
+        if not self.params:
+            return self.name
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params)
+        return f"{self.name}({args})"
+
+
+@dataclasses.dataclass
+class NodeContext:
+    """What a rule's ``backward`` sees of one node during the reverse pass.
+
+    Attributes:
+        node: the :class:`~keras_patterns.graph.GraphNode`.
+        xs: the node's input values from the forward pass.
+        ys: the node's output values from the forward pass.
+        tape: a ``tf.GradientTape`` that recorded exactly this node's forward computation (None
+            when the node had no float inputs).
+        prepared: what the rule's ``prepare`` returned for this node (or ``{}``).
+        state: analyzer-wide state (e.g. patterns), shared by all nodes.
+    """
+
+    node: Any
+    xs: list
+    ys: list
+    tape: Any
+    prepared: dict
+    state: Any
+
+    def vjp(self, rs):
+        """The plain gradient of the node applied to ``rs`` (vector-Jacobian product)."""
+        return vjp(self.tape, self.ys, self.xs, rs)
+
+
+def vjp(tape, ys, xs, rs):
+    """Vector-Jacobian product through a recorded tape; None for integer inputs."""
+    import tensorflow as tf
+
+    floats, seen = [], set()
+    for i, x in enumerate(xs):
+        # A tensor passed twice (e.g. Add()([z, z])) gets its whole gradient once.
+        if x.dtype.is_floating and id(x) not in seen:
+            seen.add(id(x))
+            floats.append(i)
+    out = [None] * len(xs)
+    if not floats or tape is None:
+        return out
+    grads = tape.gradient(
+        ys, [xs[i] for i in floats], output_gradients=rs,
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+    for i, g in zip(floats, grads):
+        out[i] = g
+    return out
