@@ -1,6 +1,7 @@
 """User-facing analyzers; importing this package registers all of them."""
 
 from keras_patterns.analyzers import (  # noqa: F401
+    deep_taylor,
     gradient_based,
     misc,
     pattern_based,

@@ -1,6 +1,14 @@
 """Backward rules."""
 
 from keras_patterns.rules.base import NodeContext, Rule
+from keras_patterns.rules.lrp import (
+    LRP_RULES,
+    alpha_beta_rule,
+    bounded_rule,
+    epsilon_rule,
+    gamma_rule,
+    z_rule,
+)
 from keras_patterns.rules.structural import (
     DECONVNET_RELU,
     EMBEDDING_SUM,
@@ -12,5 +20,6 @@ from keras_patterns.rules.structural import (
 
 __all__ = [
     "DECONVNET_RELU", "EMBEDDING_SUM", "EMBEDDING_TIMES_INPUT", "GRADIENT", "GUIDED_RELU",
-    "IDENTITY", "NodeContext", "Rule",
+    "IDENTITY", "LRP_RULES", "NodeContext", "Rule", "alpha_beta_rule", "bounded_rule", "epsilon_rule",
+    "gamma_rule", "z_rule",
 ]
