@@ -25,7 +25,9 @@ def split_activations(graph):
         info = graph.tensors[tout]
         linear = clone_layer(layer, graph.tensors[tin].shape, layer.get_weights(), activation="linear")
         mid = graph.new_tensor(info.shape, info.dtype)
-        act_layer = activation_layer(layer.activation, name=layer.name + "_activation")
+        act_layer = activation_layer(
+            layer.activation, name=layer.name + "_activation", dtype=layer.dtype_policy
+        )
         nodes.append(dataclasses.replace(node, layer=linear, outputs=[mid], fn=node_fn(linear)))
         nodes.append(
             dataclasses.replace(

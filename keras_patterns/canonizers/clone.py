@@ -32,5 +32,6 @@ def node_fn(layer):
     return fn
 
 
-def activation_layer(activation, name):
-    return keras.layers.Activation(activation, name=name)
+def activation_layer(activation, name, dtype=None):
+    """A stand-alone ``Activation`` layer; ``dtype`` (a dtype policy) keeps the kernel layer's."""
+    return keras.layers.Activation(activation, name=name, dtype=dtype)
