@@ -20,11 +20,13 @@ from keras_patterns.errors import (
 from keras_patterns.io import load_analyzer
 from keras_patterns.mapping import register_rule, unregister_rule
 from keras_patterns.models import model_wo_softmax
+from keras_patterns.patterns import PatternComputer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "KerasPatternsError", "NotAnalyzeableModelError", "NotFittedError", "UnsupportedLayerError",
+    "KerasPatternsError", "NotAnalyzeableModelError", "NotFittedError", "PatternComputer",
+    "UnsupportedLayerError",
     "create_analyzer", "list_analyzers", "load_analyzer", "model_wo_softmax", "register_rule",
     "unregister_rule",
 ]

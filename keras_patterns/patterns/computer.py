@@ -1,0 +1,77 @@
+"""PatternComputer: fits patterns for a model in one streaming pass (iNNvestigate-compatible API)."""
+
+from keras_patterns.canonizers import canonize
+from keras_patterns.graph import walk
+from keras_patterns.graph.checks import check_single_output
+from keras_patterns.patterns.data import run_pass
+from keras_patterns.patterns.statistics import PatternStatistics
+
+
+class PatternComputer:
+    """Computes the patterns of every kernel layer of a model, training-free.
+
+    Kindermans et al., "Learning how to explain neural networks: PatternNet and
+    PatternAttribution", ICLR 2018 (arXiv 1705.05598), eqs. 4 (``"linear"``) and 8 (``"relu"``).
+
+    One pass over the data accumulates per-layer sums (see
+    :class:`~keras_patterns.patterns.statistics.PatternStatistics`); the patterns are then computed
+    in closed form. The model is canonized first, exactly as the analyzers do, so the patterns can
+    be given to ``create_analyzer("pattern.net", model, patterns=...)``: a BatchNormalization
+    directly after a kernel layer is folded into it, and the layer's pattern is the pattern of the
+    folded layer (kernel ``W * s`` with ``s = gamma / sqrt(var + eps)``; its pattern is the
+    unfolded layer's pattern divided by ``s``, so ``W * A`` is unchanged).
+
+    Args:
+        model: a Functional or Sequential Keras model (never modified).
+        pattern_type: ``"linear"``, ``"relu"`` (alias ``"relu.positive"``) or ``"relu.negative"``,
+            or a list of them. Defaults to `"linear"` (as iNNvestigate's PatternComputer; the
+            analyzers default to `"relu"`).
+
+    Raises:
+        ValueError: unknown pattern type, a model without kernel layers.
+        NotAnalyzeableModelError: a model that cannot be walked.
+
+    Example:
+
+    ```python
+    patterns = kp.PatternComputer(model, pattern_type="relu").compute(x_train, batch_size=64)
+    patterns["conv2d"].shape == model.get_layer("conv2d").kernel.shape   # True
+    analyzer = kp.create_analyzer("pattern.attribution", model, patterns=patterns)
+    ```
+    """
+
+    def __init__(self, model, pattern_type="linear", graph=None):
+        self.model = model
+        self.pattern_type = pattern_type
+        if graph is None:
+            graph = canonize(walk(model), fold_bn=True)
+            check_single_output(model, graph)
+        self.graph = graph
+        self.statistics = PatternStatistics(graph, pattern_type)
+
+    def compute(self, data, batch_size=32, steps=None, verbose="auto"):
+        """Runs the fitting pass and returns the patterns.
+
+        Args:
+            data: a NumPy array (list/dict of arrays for several inputs), a ``tf.data.Dataset``, a
+                ``keras.utils.PyDataset`` or a Python generator yielding ``x``, ``(x, y)`` or
+                ``(x, y, sample_weight)`` batches.
+            batch_size: samples per batch for array data. Defaults to `32`.
+            steps: number of batches to use (bounds an endless generator). Defaults to `None`.
+            verbose: ``"auto"``, 0, 1 or 2 as in ``model.fit``. Defaults to `"auto"`.
+
+        Returns:
+            ``{layer_name: pattern}`` (each shaped like that layer's kernel) for one pattern type;
+            ``{pattern_type: {layer_name: pattern}}`` when a list of types was given.
+
+        Raises:
+            ValueError: empty data, bad ``batch_size``/``steps``/``verbose``, batches of the wrong
+                shape.
+            TypeError: data of an unsupported kind.
+        """
+        self.statistics.reset_state()
+        run_pass(self.statistics, data, batch_size=batch_size, steps=steps, verbose=verbose)
+        result = self.statistics.result()
+        if isinstance(self.pattern_type, str):
+            return result[self.statistics.pattern_types[0]]
+        return {t: result[t if t != "relu.positive" else "relu"] for t in self.pattern_type}

@@ -1,0 +1,319 @@
+"""Streaming pattern statistics: one training-free pass over data, one training step's cost per batch.
+
+For every kernel layer (Dense, Conv1D/2D/3D, DepthwiseConv1D/2D; SeparableConv is split into its
+depthwise and pointwise parts by the canonizer) :class:`PatternStatistics` accumulates, per output
+unit and per pattern type:
+
+* ``count``: the number of rows where the mask is on, sum(M);
+* ``sum_x``: the masked input sums, sum(x M), kernel-shaped;
+* ``sum_xy``: the masked cross moments, sum(x y M), kernel-shaped;
+
+and, shared by all types, ``sum_y`` (unmasked sum of the bias-free output y = W^T x) and
+``n_rows``. A "row" is one sample for Dense, one output position for a convolution (zero padding
+included as observations) and one position for Dense on inputs of rank > 2.
+
+No patches are materialised. The sums over rows of ``x_patch * g`` for a per-position signal g are
+what the filter gradient of the same (bias-free) convolution computes: with a local
+``tf.GradientTape`` watching a kernel-shaped tensor K,
+``tape.gradient(apply_kernel(layer, x, K), K, output_gradients=g)`` is ``sum_rows x_patch g``.
+With g = M that is ``sum_x``, with g = y M it is ``sum_xy``. This works for every kernel kind,
+stride, dilation and padding, at the cost of a backprop-filter per statistic.
+
+Per-batch sums are computed in the layer's compute dtype (float16/bfloat16 are promoted to float32)
+and added to float64 ``tf.Variable`` totals inside one ``tf.function``; nothing is copied to the host
+until :meth:`PatternStatistics.result`. Statistics are collected in inference mode (Dropout off,
+BatchNormalization with its moving statistics).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_patterns.errors import NotFittedError
+from keras_patterns.graph.layers import (
+    DEPTHWISE,
+    KERNEL_LAYERS,
+    NOISE_AND_DROPOUT,
+    NORMALIZATION,
+    layer_activation,
+)
+from keras_patterns.linear import apply_kernel, bias_of, channels_last
+from keras_patterns.patterns.estimators import canonical_pattern_type, pattern_from_statistics
+
+import keras
+
+#: Layers the mask search walks through (shape-preserving, applied after the kernel layer's output).
+_PASS_THROUGH = NOISE_AND_DROPOUT + NORMALIZATION + (keras.layers.Add, keras.layers.Identity)
+
+
+def mask_source(graph, node):
+    """The tensor whose sign gives the relu mask of a kernel node.
+
+    Starting at the kernel node's output, follows single-consumer chains through shape-preserving
+    layers that do not change which unit is which (Dropout and friends, stand-alone
+    BatchNormalization, Add, Identity, linear Activation) to the first non-linearity (a ReLU
+    ``Activation``, ``ReLU``, ``LeakyReLU``, ...) and returns that node's output tensor. When the
+    chain ends anywhere else (pooling, a fan-out, the end of the graph, a reshape) the kernel
+    node's own output is used, so a linear output layer gets the mask [logit > 0], as in
+    iNNvestigate.
+
+    Args:
+        graph: a canonized graph.
+        node: a kernel node of ``graph``.
+
+    Returns:
+        A tensor id of ``graph``.
+    """
+    own = node.outputs[0]
+    shape = graph.tensors[own].shape
+    cur = own
+    while True:
+        consumers = graph.consumers(cur)
+        if len(consumers) != 1 or cur in graph.outputs:
+            return own
+        (nxt,) = consumers
+        if len(nxt.outputs) != 1 or tuple(graph.tensors[nxt.outputs[0]].shape) != tuple(shape):
+            return own
+        if isinstance(nxt.layer, KERNEL_LAYERS):
+            return own
+        if layer_activation(nxt.layer) != "linear":
+            return nxt.outputs[0]
+        if isinstance(nxt.layer, _PASS_THROUGH) or (
+            isinstance(nxt.layer, keras.layers.Activation) and layer_activation(nxt.layer) == "linear"
+        ):
+            cur = nxt.outputs[0]
+            continue
+        return own
+
+
+def pattern_keys(graph):
+    """``{node_name: key}`` for every kernel node of a canonized graph.
+
+    The key is the node's layer key (the layer name; ``"<name>/depthwise"``/``"<name>/pointwise"``
+    for a split SeparableConv; calls of a shared layer share it). A shared layer whose calls were
+    folded with different BatchNormalizations has different effective kernels per call; those
+    calls are keyed by node name (``"<name>@1"``, ...) instead.
+    """
+    by_key = {}
+    for node in graph.nodes:
+        if isinstance(node.layer, KERNEL_LAYERS):
+            by_key.setdefault(node.key, []).append(node)
+    out = {}
+    for key, nodes in by_key.items():
+        split = len(nodes) > 1 and any(n.folded for n in nodes)
+        for n in nodes:
+            out[n.name] = n.name if split else key
+    return out
+
+
+def _channel_axis(layer, rank):
+    return -1 if channels_last(layer) else 1
+
+
+def _filter_sums(layer, x, g, kernel_shape):
+    """sum over rows of x_patch * g, kernel-shaped (the filter gradient of the layer's linear map)."""
+    k = tf.zeros(kernel_shape, dtype=x.dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(k)
+        y = apply_kernel(layer, x, k)
+    return tape.gradient(y, k, output_gradients=g)
+
+
+class PatternStatistics:
+    """A Keras-style accumulator of the per-layer statistics the pattern estimators need.
+
+    Kindermans et al., "Learning how to explain neural networks: PatternNet and
+    PatternAttribution", ICLR 2018 (arXiv 1705.05598).
+
+    Args:
+        graph: a canonized :class:`~keras_patterns.graph.Graph` (as ``analyzer.graph``).
+        pattern_types: one pattern type or a sequence of them: ``"linear"`` (mask all ones),
+            ``"relu"``/``"relu.positive"`` (mask [output after the activation > 0]) or
+            ``"relu.negative"`` ([... <= 0]). Defaults to `"relu"`.
+
+    Example:
+
+    ```python
+    stats = PatternStatistics(analyzer.graph, "relu")
+    for x in batches:
+        stats.update_state(x)
+    patterns = stats.result()["relu"]      # {layer_name: array shaped like the kernel}
+    ```
+    """
+
+    def __init__(self, graph, pattern_types="relu"):
+        if isinstance(pattern_types, str):
+            pattern_types = (pattern_types,)
+        types = []
+        for t in pattern_types:
+            t = canonical_pattern_type(t)
+            if t not in types:
+                types.append(t)
+        if not types:
+            raise ValueError("`pattern_types` must name at least one pattern type. Received: []")
+        self.graph = graph
+        self.pattern_types = tuple(types)
+        self.kernel_nodes = [n for n in graph.nodes if isinstance(n.layer, KERNEL_LAYERS)]
+        if not self.kernel_nodes:
+            raise ValueError(
+                "The model has no kernel layer (Dense, ConvND, DepthwiseConvND, SeparableConvND); "
+                "there is nothing to fit a pattern to."
+            )
+        self.keys = pattern_keys(graph)
+        self.mask_sources = {n.name: mask_source(graph, n) for n in self.kernel_nodes}
+        self.layers = {}
+        for n in self.kernel_nodes:
+            self.layers.setdefault(self.keys[n.name], n.layer)
+        self._vars = {}
+        for key, layer in self.layers.items():
+            kshape = tuple(layer.kernel.shape)
+            c = int(kshape[-2] * kshape[-1]) if isinstance(layer, DEPTHWISE) else int(kshape[-1])
+            v = {"n_rows": self._var((), key, "n_rows"), "sum_y": self._var((c,), key, "sum_y")}
+            for t in self.pattern_types:
+                v[t] = {
+                    "count": self._var((c,), key, t + "_count"),
+                    "sum_x": self._var(kshape, key, t + "_sum_x"),
+                    "sum_xy": self._var(kshape, key, t + "_sum_xy"),
+                }
+            self._vars[key] = v
+        self._specs = [
+            tf.TensorSpec((None,) + tuple(graph.tensors[t].shape[1:]), graph.tensors[t].dtype)
+            for t in graph.inputs
+        ]
+        self._update = tf.function(self._update_fn, input_signature=[self._specs])
+
+    @staticmethod
+    def _var(shape, key, what):
+        name = "pattern_stats_" + "".join(c if c.isalnum() else "_" for c in f"{key}_{what}")
+        return tf.Variable(tf.zeros(shape, tf.float64), trainable=False, name=name)
+
+    # ---------------------------------------------------------------------------- accumulation
+    def _node_updates(self, node, values):
+        layer = node.layer
+        key = self.keys[node.name]
+        x = values[node.inputs[0]]
+        z = values[node.outputs[0]]
+        out = values[self.mask_sources[node.name]]
+        dtype = x.dtype if x.dtype not in (tf.float16, tf.bfloat16) else tf.float32
+        x, z, out = tf.cast(x, dtype), tf.cast(z, dtype), tf.cast(out, dtype)
+        rank = len(z.shape)
+        axis = _channel_axis(layer, rank) % rank
+        axes = [i for i in range(rank) if i != axis]
+        bias = bias_of(layer)
+        if bias is not None:
+            shape = [1] * rank
+            shape[axis] = -1
+            y = z - tf.reshape(tf.cast(bias, dtype), shape)
+        else:
+            y = z
+        kshape = tuple(layer.kernel.shape)
+        v = self._vars[key]
+        rows = tf.cast(tf.size(y, out_type=tf.int64) // tf.cast(tf.shape(y)[axis], tf.int64), tf.float64)
+        ops = [
+            v["n_rows"].assign_add(rows),
+            v["sum_y"].assign_add(tf.cast(tf.reduce_sum(y, axis=axes), tf.float64)),
+        ]
+        for t in self.pattern_types:
+            if t == "linear":
+                g_x, g_xy = tf.ones_like(y), y
+                count = tf.fill(tf.shape(v[t]["count"]), rows)
+            else:
+                m = tf.cast(out > 0 if t == "relu" else out <= 0, dtype)
+                g_x, g_xy = m, y * m
+                count = tf.cast(tf.reduce_sum(m, axis=axes), tf.float64)
+            ops.append(v[t]["count"].assign_add(count))
+            ops.append(v[t]["sum_x"].assign_add(tf.cast(_filter_sums(layer, x, g_x, kshape), tf.float64)))
+            ops.append(v[t]["sum_xy"].assign_add(tf.cast(_filter_sums(layer, x, g_xy, kshape), tf.float64)))
+        return ops
+
+    def _update_fn(self, inputs):
+        values = self.graph.run(list(inputs))
+        for node in self.kernel_nodes:
+            self._node_updates(node, values)
+        return tf.constant(0)
+
+    def _to_inputs(self, x):
+        if isinstance(x, dict):
+            x = [x[n] for n in self.graph.input_names]
+        elif not isinstance(x, (list, tuple)):
+            x = [x]
+        if len(x) != len(self._specs):
+            raise ValueError(
+                f"The model has {len(self._specs)} input(s) {self.graph.input_names}; expected a list "
+                f"of {len(self._specs)} batches. Received: {len(x)}"
+            )
+        out = []
+        for i, (xi, spec) in enumerate(zip(x, self._specs)):
+            t = tf.convert_to_tensor(xi)
+            if t.dtype != spec.dtype:
+                t = tf.cast(t, spec.dtype)
+            if t.shape.rank != spec.shape.rank or not spec.shape.is_compatible_with(t.shape):
+                hint = ""
+                if t.shape.rank == spec.shape.rank - 1:
+                    hint = " (an unbatched tf.data.Dataset? call .batch(batch_size) on it)"
+                raise ValueError(
+                    f"Input {i} ({self.graph.input_names[i]}) batches must have shape "
+                    f"{('batch',) + tuple(spec.shape[1:])}. Received: shape {tuple(t.shape)}{hint}"
+                )
+            out.append(t)
+        return out
+
+    def update_state(self, x):
+        """Adds one batch.
+
+        Args:
+            x: a batch of model inputs (an array or tensor; a list or a dict by input name for
+                multi-input models).
+        """
+        self._update(self._to_inputs(x))
+
+    def reset_state(self):
+        """Sets every accumulated sum back to zero."""
+        for v in self._vars.values():
+            v["n_rows"].assign(tf.zeros_like(v["n_rows"]))
+            v["sum_y"].assign(tf.zeros_like(v["sum_y"]))
+            for t in self.pattern_types:
+                for var in v[t].values():
+                    var.assign(tf.zeros_like(var))
+
+    @property
+    def n_rows(self):
+        """Rows seen per layer key (a dict of floats)."""
+        return {k: float(v["n_rows"].numpy()) for k, v in self._vars.items()}
+
+    def statistics(self):
+        """The raw float64 sums as nested dicts ``{key: {"n_rows", "sum_y", type: {...}}}``."""
+        out = {}
+        for key, v in self._vars.items():
+            d = {"n_rows": v["n_rows"].numpy(), "sum_y": v["sum_y"].numpy()}
+            for t in self.pattern_types:
+                d[t] = {name: var.numpy() for name, var in v[t].items()}
+            out[key] = d
+        return out
+
+    def result(self):
+        """The patterns estimated from everything seen so far.
+
+        Returns:
+            ``{pattern_type: {key: pattern}}``, each pattern a numpy array shaped like (and with the
+            dtype of) the canonized layer's kernel.
+
+        Raises:
+            NotFittedError: if no rows were seen yet.
+        """
+        out = {t: {} for t in self.pattern_types}
+        for key, layer in self.layers.items():
+            v = self._vars[key]
+            n_rows = float(v["n_rows"].numpy())
+            if n_rows == 0:
+                raise NotFittedError(
+                    f"No data was seen for layer {key!r}; expected at least one batch before result()."
+                )
+            kernel = np.asarray(layer.kernel.numpy(), dtype="float64")
+            dtype = np.dtype(layer.kernel.dtype)
+            for t in self.pattern_types:
+                a = pattern_from_statistics(
+                    kernel, v[t]["count"].numpy(), v[t]["sum_x"].numpy(), v[t]["sum_xy"].numpy(),
+                    v["sum_y"].numpy(), n_rows, depthwise=isinstance(layer, DEPTHWISE),
+                )
+                out[t][key] = a.astype(dtype)
+        return out
