@@ -130,8 +130,12 @@ class IntegratedGradients(_AveragedGradient):
         self.postprocess = check_postprocess(postprocess)
         super().__init__(model, **kwargs)
         _check_float_inputs(self)
-        refs = reference_inputs if isinstance(reference_inputs, (list, tuple)) else [reference_inputs]
-        if len(refs) != len(self._input_specs):
+        n_in = len(self._input_specs)
+        if isinstance(reference_inputs, (list, tuple)) and n_in > 1:
+            refs = list(reference_inputs)
+        else:  # one reference (a scalar is used for every input)
+            refs = [reference_inputs] * n_in if np.ndim(reference_inputs) == 0 else [reference_inputs]
+        if len(refs) != n_in:
             raise ValueError(
                 f"`reference_inputs` needs one entry per model input ({len(self._input_specs)}). "
                 f"Received: {len(refs)} entries"
@@ -154,7 +158,9 @@ class IntegratedGradients(_AveragedGradient):
                 ) from None
             self._refs.append(r)
         self._config.update(steps=self.n, postprocess=postprocess)
-        self._config["reference_inputs"] = [r.tolist() for r in self._refs] if len(refs) > 1 else self._refs[0].tolist()
+        self._config["reference_inputs"] = (
+            [r.tolist() for r in self._refs] if n_in > 1 else self._refs[0].tolist()
+        )
 
     def _modified(self, x, i, extras):
         ref = tf.cast(self._refs[i], x.dtype)

@@ -1,0 +1,262 @@
+"""A zoo of small Keras models covering every supported layer kind, for tests.
+
+Each entry builds a model with deterministic random weights (``keras.utils.set_random_seed``) and
+has a function giving matching inputs. ``SLOW_ZOO`` holds keras.applications models built with
+``weights=None`` at a small input size; tests over them are marked slow.
+"""
+
+import numpy as np
+import keras
+from keras import layers as L
+
+
+def _randomize_bn(model, seed=0):
+    """Gives every BatchNormalization non-trivial statistics (fresh ones are the identity)."""
+    rng = np.random.default_rng(seed)
+
+    def visit(m):
+        for layer in m.layers:
+            if isinstance(layer, keras.Model):
+                visit(layer)
+            elif isinstance(layer, L.BatchNormalization):
+                ws = layer.get_weights()
+                new = []
+                for w, v in zip(ws, layer.weights):
+                    if "variance" in v.path:
+                        new.append(rng.uniform(0.5, 1.5, w.shape).astype(w.dtype))
+                    elif "gamma" in v.path:
+                        new.append(rng.uniform(0.5, 1.5, w.shape).astype(w.dtype))
+                    else:
+                        new.append(rng.normal(0, 0.2, w.shape).astype(w.dtype))
+                layer.set_weights(new)
+
+    visit(model)
+    return model
+
+
+def dense_mlp():
+    return keras.Sequential([
+        keras.Input((10,)), L.Dense(16, activation="relu"), L.Dropout(0.5),
+        L.Dense(12, activation="relu"), L.Dense(4),
+    ], name="dense_mlp")
+
+
+def dense_rank3():
+    inp = keras.Input((5, 4))
+    h = L.Dense(6, activation="relu")(inp)
+    h = L.Dense(3, activation="relu")(h)
+    h = L.Flatten()(h)
+    return keras.Model(inp, L.Dense(3)(h), name="dense_rank3")
+
+
+def conv1d():
+    inp = keras.Input((16, 3))
+    h = L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu")(inp)
+    h = L.MaxPooling1D(2)(h)
+    h = L.Conv1D(5, 3, strides=2, padding="same")(h)
+    h = L.ReLU()(h)
+    h = L.AveragePooling1D(2)(h)
+    h = L.UpSampling1D(2)(h)
+    h = L.ZeroPadding1D(1)(h)
+    h = L.Cropping1D((0, 1))(h)
+    h = L.GlobalAveragePooling1D()(h)
+    return keras.Model(inp, L.Dense(3)(h), name="conv1d")
+
+
+def conv2d_pool():
+    inp = keras.Input((12, 12, 3))
+    h = L.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    h = L.AveragePooling2D(2)(h)
+    h = L.Conv2D(6, 3, strides=2, padding="valid")(h)
+    h = L.Activation("relu")(h)
+    h = L.MaxPooling2D(2, padding="same")(h)
+    h = L.GlobalMaxPooling2D()(h)
+    return keras.Model(inp, L.Dense(3)(h), name="conv2d_pool")
+
+
+def conv3d():
+    inp = keras.Input((6, 6, 6, 2))
+    h = L.Conv3D(3, 2, activation="relu")(inp)
+    h = L.MaxPooling3D(2)(h)
+    h = L.UpSampling3D(2)(h)
+    h = L.ZeroPadding3D(1)(h)
+    h = L.Cropping3D(1)(h)
+    h = L.AveragePooling3D(2)(h)
+    h = L.Conv3D(4, 1, activation="relu")(h)
+    h = L.GlobalMaxPooling3D()(h)
+    h2 = L.GlobalAveragePooling3D()(inp)
+    h = L.Concatenate()([h, h2])
+    return keras.Model(inp, L.Dense(3)(h), name="conv3d")
+
+
+def depthwise_separable():
+    inp = keras.Input((10, 10, 3))
+    h = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu")(inp)
+    h = L.SeparableConv2D(5, 3, strides=2, activation="relu")(h)
+    h = L.Flatten()(h)
+    return keras.Model(inp, L.Dense(3)(h), name="depthwise_separable")
+
+
+def depthwise_separable_1d():
+    inp = keras.Input((12, 3))
+    h = L.DepthwiseConv1D(3, depth_multiplier=2, activation="relu")(inp)
+    h = L.SeparableConv1D(4, 3, dilation_rate=2, activation="relu")(h)
+    h = L.GlobalMaxPooling1D()(h)
+    return keras.Model(inp, L.Dense(3)(h), name="depthwise_separable_1d")
+
+
+def batchnorm():
+    inp = keras.Input((8, 8, 2))
+    h = L.Conv2D(4, 3, padding="same")(inp)
+    h = L.BatchNormalization()(h)
+    h = L.ReLU()(h)
+    h2 = L.Conv2D(4, 3, padding="same", activation="relu")(h)
+    h2 = L.BatchNormalization()(h2)  # after the activation: stays stand-alone
+    h = L.Add()([h, h2])
+    h = L.BatchNormalization()(h)  # after an Add: stand-alone
+    h = L.Flatten()(h)
+    h = L.Dense(6)(h)
+    h = L.BatchNormalization()(h)
+    h = L.Activation("relu")(h)
+    return _randomize_bn(keras.Model(inp, L.Dense(3)(h), name="batchnorm"))
+
+
+def reshaping():
+    inp = keras.Input((6, 6, 2))
+    h = L.ZeroPadding2D(1)(inp)
+    h = L.Conv2D(3, 3, activation="relu")(h)
+    h = L.Cropping2D(((1, 0), (0, 1)))(h)
+    h = L.UpSampling2D(2)(h)
+    h = L.SpatialDropout2D(0.3)(h)
+    h = L.GaussianNoise(0.5)(h)
+    h = L.Permute((2, 1, 3))(h)
+    h = L.Reshape((10, 30))(h)
+    h = L.Dense(4, activation="relu")(h)
+    h = L.Flatten()(h)
+    h = L.Dropout(0.2)(h)
+    return keras.Model(inp, L.Dense(3)(h), name="reshaping")
+
+
+def merges():
+    inp = keras.Input((8,))
+    a = L.Dense(6, activation="relu")(inp)
+    b = L.Dense(6, activation="relu")(inp)
+    c = L.Dense(6, activation="relu")(inp)
+    h = L.Concatenate()([L.Add()([a, b]), L.Subtract()([b, c]), L.Average()([a, c])])
+    return keras.Model(inp, L.Dense(3)(h), name="merges")
+
+
+def preprocessing():
+    inp = keras.Input((6,))
+    h = L.Rescaling(0.5, offset=0.1)(inp)
+    norm = L.Normalization(mean=np.linspace(-1, 1, 6), variance=np.linspace(0.5, 2, 6))
+    h = norm(h)
+    h = L.Dense(8, activation="relu")(h)
+    return keras.Model(inp, L.Dense(3)(h), name="preprocessing")
+
+
+def embedding():
+    inp = keras.Input((7,), dtype="int32")
+    h = L.Embedding(20, 4)(inp)
+    h = L.Conv1D(5, 3, activation="relu")(h)
+    h = L.GlobalMaxPooling1D()(h)
+    return keras.Model(inp, L.Dense(3)(h), name="embedding")
+
+
+def residual():
+    inp = keras.Input((8, 8, 3))
+    h = L.Conv2D(4, 3, padding="same", use_bias=False)(inp)
+    h = L.BatchNormalization()(h)
+    h = L.ReLU()(h)
+    r = L.Conv2D(4, 3, padding="same", use_bias=False)(h)
+    r = L.BatchNormalization()(r)
+    r = L.ReLU()(r)
+    r = L.Conv2D(4, 3, padding="same", use_bias=False)(r)
+    r = L.BatchNormalization()(r)
+    h = L.Add()([h, r])
+    h = L.ReLU()(h)
+    h = L.GlobalAveragePooling2D()(h)
+    return _randomize_bn(keras.Model(inp, L.Dense(3)(h), name="residual"))
+
+
+def nested():
+    b_in = keras.Input((8, 8, 2))
+    b = L.Conv2D(4, 3, activation="relu")(b_in)
+    b = L.MaxPooling2D(2)(b)
+    backbone = keras.Model(b_in, b, name="backbone")
+    block = keras.Sequential([keras.Input((3, 3, 4)), L.Conv2D(4, 1, activation="relu"), L.Flatten()],
+                             name="block")
+    inp = keras.Input((8, 8, 2))
+    h = block(backbone(inp))
+    return keras.Model(inp, L.Dense(3)(h), name="nested")
+
+
+def multi_input():
+    img = keras.Input((6, 6, 2), name="image")
+    vec = keras.Input((4,), name="vector")
+    h = L.Conv2D(3, 3, activation="relu")(img)
+    h = L.Flatten()(h)
+    v = L.Dense(5, activation="relu")(vec)
+    h = L.Concatenate()([h, v])
+    return keras.Model([img, vec], L.Dense(3)(h), name="multi_input")
+
+
+def shared_fanout():
+    inp = keras.Input((6,))
+    shared = L.Dense(6, activation="relu", name="shared_dense")
+    h1 = shared(inp)
+    h2 = shared(h1)  # the same layer called twice
+    h = L.Add()([h1, h2, h1])  # h1 fans out three times
+    return keras.Model(inp, L.Dense(3)(h), name="shared_fanout")
+
+
+def nonrelu():
+    return keras.Sequential([
+        keras.Input((6,)), L.Dense(8, activation="tanh"), L.Dense(6), L.LeakyReLU(0.2), L.Dense(3),
+    ], name="nonrelu")
+
+
+ZOO = {
+    f.__name__: f
+    for f in [
+        dense_mlp, dense_rank3, conv1d, conv2d_pool, conv3d, depthwise_separable,
+        depthwise_separable_1d, batchnorm, reshaping, merges, preprocessing, embedding, residual,
+        nested, multi_input, shared_fanout, nonrelu,
+    ]
+}
+
+
+def _app(fn, size, **kw):
+    def build():
+        m = fn(weights=None, input_shape=(size, size, 3), classes=5, classifier_activation=None, **kw)
+        return _randomize_bn(m)
+
+    build.__name__ = fn.__name__.lower()
+    return build
+
+
+SLOW_ZOO = {
+    "vgg16": _app(keras.applications.VGG16, 32),
+    "resnet50": _app(keras.applications.ResNet50, 32),
+    "mobilenetv2": _app(keras.applications.MobileNetV2, 32),
+    "densenet121": _app(keras.applications.DenseNet121, 32),
+}
+
+
+def build(name, seed=0):
+    """Builds zoo model ``name`` with deterministic weights."""
+    keras.utils.set_random_seed(seed)
+    return {**ZOO, **SLOW_ZOO}[name]()
+
+
+def inputs_for(model, n=3, seed=0):
+    """Deterministic inputs for a model: standard normal floats, token ids for int inputs."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in model.inputs:
+        shape = (n,) + tuple(t.shape[1:])
+        if "int" in str(t.dtype):
+            out.append(rng.integers(0, 20, shape).astype("int32"))
+        else:
+            out.append(rng.normal(0, 1, shape).astype("float32"))
+    return out[0] if len(out) == 1 else out
