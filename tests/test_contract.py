@@ -65,9 +65,9 @@ def _close(a, b):
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * scale)
 
 
-def run_contract(name, model_name, tmp_path, save_load):
-    model = zoo.build(model_name)
-    x = zoo.inputs_for(model, n=3, seed=1)
+def run_contract(name, model_name, tmp_path, save_load, n=3):
+    model = zoo.cached(model_name)
+    x = zoo.inputs_for(model, n=n, seed=1)
     before = _snapshot(model)
     kwargs = dict(EXTRA_KWARGS.get(name, {}))
     refusal = _refusal(name, model_name)
@@ -91,7 +91,7 @@ def run_contract(name, model_name, tmp_path, save_load):
     for m, m2 in zip(maps, again):
         np.testing.assert_array_equal(m, m2)
     if name not in POSITION_DEPENDENT:
-        singles = [_as_list(analyzer.analyze(_take(x, i))) for i in range(3)]
+        singles = [_as_list(analyzer.analyze(_take(x, i))) for i in range(n)]
         for k, m in enumerate(maps):
             _close(np.concatenate([s[k] for s in singles]), m)
     if save_load:
@@ -117,4 +117,4 @@ def test_contract(name, model_name, tmp_path):
 @pytest.mark.parametrize("model_name", sorted(zoo.SLOW_ZOO))
 @pytest.mark.parametrize("name", ANALYZERS)
 def test_contract_applications(name, model_name, tmp_path):
-    run_contract(name, model_name, tmp_path, save_load=False)
+    run_contract(name, model_name, tmp_path, save_load=False, n=2)

@@ -249,6 +249,17 @@ def build(name, seed=0):
     return {**ZOO, **SLOW_ZOO}[name]()
 
 
+_CACHE = {}
+
+
+def cached(name):
+    """The model ``build(name)``, built once per test session (for read-only use: the contract
+    test checks after every analyzer that the model's weights and config are unchanged)."""
+    if name not in _CACHE:
+        _CACHE[name] = build(name)
+    return _CACHE[name]
+
+
 def inputs_for(model, n=3, seed=0):
     """Deterministic inputs for a model: standard normal floats, token ids for int inputs."""
     rng = np.random.default_rng(seed)
