@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_patterns as kp
-from tests.pattern_replica import replica_pattern
+from pattern_replica import replica_pattern
 
 L = keras.layers
 F64 = "float64"

@@ -1,1 +1,322 @@
-"""PatternNet and PatternAttribution analyzers (filled in by the pattern work)."""
+"""PatternNet and PatternAttribution analyzers (Kindermans et al. 2018, arXiv 1705.05598)."""
+
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from keras_patterns import selection
+from keras_patterns.analyzers.base import ReverseAnalyzer
+from keras_patterns.analyzers.registry import register
+from keras_patterns.errors import NotFittedError
+from keras_patterns.graph.layers import KERNEL_LAYERS, layer_activation
+from keras_patterns.mapping import resolve
+from keras_patterns.mirror import Mirror
+from keras_patterns.patterns.data import run_pass
+from keras_patterns.patterns.estimators import canonical_pattern_type
+from keras_patterns.patterns.statistics import PatternStatistics, pattern_keys
+from keras_patterns.rules.base import NodeContext
+from keras_patterns.rules.pattern import PATTERN_ATTRIBUTION, PATTERN_NET
+
+#: Per-sample signal magnitude above which all pending backward signals are rescaled.
+_RESCALE_ABOVE = 1e15
+#: log(float32 max) minus a margin: larger results saturate instead of becoming inf.
+_LOG_MAX = 88.7
+
+
+class _RescalingMirror(Mirror):
+    """The mirror's reverse walk with overflow protection for pattern backward passes.
+
+    The pattern backward pass is linear in the signal (the gates come from the forward pass), but
+    poorly conditioned patterns (e.g. fitted on very little data) can make the raw signal of a deep
+    network overflow float32. After every kernel node, samples whose signal exceeds 1e15 have
+    *all* pending signals divided by the same per-sample factor (so sums at fan-outs stay
+    consistent) and the log of the factor is remembered; the input map is multiplied back at the
+    end. Values beyond float32 range saturate at about +-3.3e38 instead of becoming inf/NaN. When
+    no rescaling happened the result is the plain backward pass, bit for bit.
+    """
+
+    def backward(self, values, tapes, seed):
+        graph = self.graph
+        signals = {graph.outputs[0]: seed}
+        batch = tf.shape(seed)[0]
+        log_scale = tf.zeros([batch], seed.dtype)
+
+        def per_sample(v, r):
+            return tf.reshape(v, tf.concat([[batch], tf.ones([tf.rank(r) - 1], tf.int32)], 0))
+
+        for node in reversed(graph.nodes):
+            rs = [signals.pop(t, None) for t in node.outputs]
+            if all(r is None for r in rs):
+                continue
+            ys = [values[t] for t in node.outputs]
+            rs = [tf.zeros_like(y) if r is None else r for r, y in zip(rs, ys)]
+            xs = [values[t] for t in node.inputs]
+            ctx = NodeContext(node, xs, ys, tapes.get(node.name), self.prepared[node.name], self.state)
+            r_ins = self.plan[node.name].backward(ctx, rs)
+            for t, r in zip(node.inputs, r_ins):
+                if r is None:
+                    continue
+                signals[t] = signals[t] + r if t in signals else r
+            if isinstance(node.layer, KERNEL_LAYERS) and signals:
+                peak = tf.zeros([batch], seed.dtype)
+                for r in signals.values():
+                    if r.dtype.is_floating:
+                        flat = tf.reshape(tf.abs(tf.cast(r, seed.dtype)), [batch, -1])
+                        peak = tf.maximum(peak, tf.reduce_max(flat, axis=1))
+                factor = tf.where(peak > _RESCALE_ABOVE, 1.0 / peak, tf.ones_like(peak))
+                log_scale = log_scale - tf.math.log(factor)
+                signals = {
+                    t: (r * tf.cast(per_sample(factor, r), r.dtype) if r.dtype.is_floating else r)
+                    for t, r in signals.items()
+                }
+        out = []
+        for t in graph.inputs:
+            x = values[t]
+            if t not in signals:
+                out.append(tf.zeros_like(x) if x.dtype.is_floating else None)
+                continue
+            r = signals[t]
+            ls = tf.cast(per_sample(log_scale, r), r.dtype)
+            mag = tf.math.log(tf.abs(r)) + ls
+            saturated = tf.sign(r) * tf.exp(tf.minimum(mag, _LOG_MAX))
+            out.append(tf.where(ls > 0, saturated, r))
+        return out
+
+
+def _check_pattern_type(pattern_type):
+    if isinstance(pattern_type, (list, tuple)):
+        raise ValueError(
+            "Pattern analyzers take one pattern type; expected a string such as 'relu'. Received: "
+            f"pattern_type={pattern_type!r} (use kp.PatternComputer to fit several types at once)"
+        )
+    return canonical_pattern_type(pattern_type)
+
+
+@register("pattern.net")
+class PatternNet(ReverseAnalyzer):
+    """PatternNet: the signal of the selected output, projected back to the input through patterns.
+
+    Kindermans, Schütt, Alber, Müller, Erhan, Kim & Dähne, "Learning how to explain neural
+    networks: PatternNet and PatternAttribution", ICLR 2018 (arXiv 1705.05598).
+
+    The backward pass starts from the selected output value and goes through every kernel layer
+    with its pattern A in place of the kernel W; ReLU gates come from the real forward pass,
+    max-pooling routes the signal to the forward arg-max. The result is not multiplied by the
+    input. Patterns are fitted by :meth:`fit` in one streaming, training-free pass (see
+    :class:`keras_patterns.PatternComputer`) or passed in.
+
+    BatchNormalization directly after a kernel layer is folded into it (kernel ``W * s``), and that
+    layer's pattern is the pattern of the folded layer (``A / s`` in terms of the unfolded one).
+
+    Args:
+        model: a Keras model without softmax.
+        patterns: optional patterns: a dict ``{layer_name: array shaped like the kernel}`` (as
+            returned by :class:`~keras_patterns.PatternComputer` and :attr:`patterns`) or a list in
+            kernel-layer order (iNNvestigate's format). Defaults to `None` (call :meth:`fit`).
+        pattern_type: the type :meth:`fit` estimates: ``"relu"`` (alias ``"relu.positive"``),
+            ``"linear"`` or ``"relu.negative"``. Defaults to `"relu"`.
+        project_bottleneck: reproduce iNNvestigate 1.x's output scaling: in
+            ``"max_activation"`` and ``"all"`` modes the backward pass starts from ``sign(y_max)``
+            (``"max_activation"``) and every input map of rank >= 3 is divided by its per-sample
+            max-abs value (a max of 0 counts as 1); ``"index"`` mode is never projected. Defaults
+            to `False` (the raw backward pass seeded with the selected output value).
+        **kwargs: ``neuron_selection_mode``, ``batch_size`` (see :class:`~keras_patterns.analyzers.Analyzer`).
+
+    Raises:
+        ValueError: a bad ``pattern_type``, patterns that do not fit the model (the first offending
+            layer is named).
+        NotFittedError: from :meth:`analyze` before :meth:`fit` or ``patterns=``.
+
+    Example:
+
+    ```python
+    analyzer = kp.create_analyzer("pattern.net", kp.model_wo_softmax(model))
+    analyzer.fit(x_train, batch_size=64)
+    maps = analyzer.analyze(x_test)
+    ```
+    """
+
+    head = "value"
+    needs_fitting = True
+    rules = ((KERNEL_LAYERS, PATTERN_NET),)
+
+    def __init__(self, model, patterns=None, pattern_type="relu", project_bottleneck=False, **kwargs):
+        self.pattern_type = _check_pattern_type(pattern_type)
+        if not isinstance(project_bottleneck, (bool, np.bool_)):
+            raise ValueError(
+                f"`project_bottleneck` must be True or False. Received: project_bottleneck={project_bottleneck!r}"
+            )
+        self.project_bottleneck = bool(project_bottleneck)
+        self._patterns = None
+        self._statistics = None
+        super().__init__(model, **kwargs)
+        self._config.update(pattern_type=pattern_type, project_bottleneck=self.project_bottleneck)
+        bad = sorted(
+            f"{n.name} ({layer_activation(n.layer)})" for n in self.graph.nodes
+            if layer_activation(n.layer) not in ("linear", "relu")
+        )
+        if bad:
+            warnings.warn(
+                f"{self.name} is only well defined for networks with ReLU activations. Received "
+                f"non-ReLU activations in: {', '.join(bad)}.",
+                stacklevel=2,
+            )
+        if patterns is not None:
+            self._set_patterns(patterns)
+
+    # ---------------------------------------------------------------------------------- patterns
+    def _kernel_layers(self):
+        """``{key: canonized kernel layer}`` in graph order."""
+        keys = pattern_keys(self.graph)
+        out = {}
+        for node in self.graph.nodes:
+            if node.name in keys:
+                out.setdefault(keys[node.name], node.layer)
+        return out
+
+    @property
+    def patterns(self):
+        """The patterns, ``{layer_name: array shaped like the layer's kernel}`` (None before fitting)."""
+        if self._patterns is None:
+            return None
+        return {k: v.copy() for k, v in self._patterns.items()}
+
+    def _set_patterns(self, patterns):
+        layers = self._kernel_layers()
+        keys = list(layers)
+        if isinstance(patterns, (list, tuple)):
+            if len(patterns) != len(keys):
+                raise ValueError(
+                    f"Expected {len(keys)} patterns, one per kernel layer {keys}. Received: a "
+                    f"{type(patterns).__name__} of {len(patterns)}"
+                )
+            patterns = dict(zip(keys, patterns))
+        elif not isinstance(patterns, dict):
+            raise TypeError(
+                "`patterns` must be a dict {layer_name: array} or a list of arrays in kernel-layer "
+                f"order. Received: {type(patterns).__name__}"
+            )
+        missing = [k for k in keys if k not in patterns]
+        unknown = [k for k in patterns if k not in layers]
+        if missing or unknown:
+            raise ValueError(
+                f"`patterns` must have exactly one entry per kernel layer, expected keys {keys}. "
+                f"Received: missing {missing}, unknown {unknown}"
+            )
+        out = {}
+        for key in keys:
+            layer = layers[key]
+            arr = np.asarray(patterns[key])
+            expected = tuple(layer.kernel.shape)
+            if arr.shape != expected:
+                raise ValueError(
+                    f"The pattern of layer {key!r} must be shaped like its kernel {expected}. "
+                    f"Received: shape {arr.shape}"
+                )
+            if arr.dtype.kind not in "fiu" or not np.all(np.isfinite(arr)):
+                raise ValueError(
+                    f"The pattern of layer {key!r} must be finite numbers. Received: dtype {arr.dtype}"
+                    + (" with NaN/Inf entries" if arr.dtype.kind == "f" else "")
+                )
+            out[key] = arr.astype(np.dtype(layer.kernel.dtype))
+        self._patterns = out
+        self._build_mirror()
+
+    def fit(self, data, batch_size=32, steps=None, verbose="auto"):
+        """Fits the patterns in one streaming pass over ``data`` (in inference mode).
+
+        Args:
+            data: a NumPy array (list/dict of arrays for several inputs), a ``tf.data.Dataset``, a
+                ``keras.utils.PyDataset`` or a Python generator yielding ``x``, ``(x, y)`` or
+                ``(x, y, sample_weight)`` batches.
+            batch_size: samples per batch for array data. Defaults to `32`.
+            steps: number of batches to use (bounds an endless generator). Defaults to `None`.
+            verbose: ``"auto"``, 0, 1 or 2 as in ``model.fit``. Defaults to `"auto"`.
+
+        Returns:
+            The analyzer (fitted), so ``create_analyzer(...).fit(x).analyze(x)`` works.
+
+        Raises:
+            ValueError: empty data, batches of the wrong shape, bad arguments.
+            TypeError: data of an unsupported kind.
+        """
+        if self._statistics is None:
+            self._statistics = PatternStatistics(self.graph, self.pattern_type)
+        stats = self._statistics
+        stats.reset_state()
+        run_pass(stats, data, batch_size=batch_size, steps=steps, verbose=verbose)
+        self._set_patterns(stats.result()[self.pattern_type])
+        return self
+
+    def _state_arrays(self):
+        return {} if self._patterns is None else dict(self._patterns)
+
+    def _load_state_arrays(self, arrays):
+        if arrays:
+            self._set_patterns(dict(arrays))
+
+    # ------------------------------------------------------------------------------ the mirror
+    def _mirror_state(self):
+        return {"patterns": self._patterns, "keys": pattern_keys(self.graph)}
+
+    def _build_mirror(self):
+        self.plan = resolve(self.graph, self._rule_list(), method=self.name)
+        self.mirror = (
+            None if self._patterns is None
+            else _RescalingMirror(self.graph, self.plan, self._mirror_state())
+        )
+        self._compiled = None
+
+    def analyze(self, x, neuron_selection=None, batch_size=None):
+        if self._patterns is None:
+            raise NotFittedError(
+                f"Analyzer {self.name!r} has no patterns yet: call analyzer.fit(data) first, or pass "
+                f"patterns=... to create_analyzer({self.name!r}, model, patterns=...). Received: an "
+                "unfitted analyzer."
+            )
+        return super().analyze(x, neuron_selection=neuron_selection, batch_size=batch_size)
+
+    analyze.__doc__ = ReverseAnalyzer.analyze.__doc__
+
+    def _analyze_batch(self, inputs, indices):
+        mode = self.neuron_selection_mode
+        if not self.project_bottleneck or mode == "index":
+            return self._reverse(inputs, indices)
+
+        def seed_fn(y):
+            mask = selection.selection_mask(y, mode, indices)
+            return mask * (tf.sign(y) if mode == "max_activation" else y)
+
+        signals, _ = self.mirror(inputs, seed_fn)
+        maps = []
+        for x, r in zip(inputs, signals):
+            if r is None:
+                r = tf.zeros(tf.shape(x), tf.float32)
+            if len(r.shape) >= 3:
+                axes = list(range(1, len(r.shape)))
+                m = tf.reduce_max(tf.abs(r), axis=axes, keepdims=True)
+                r = tf.clip_by_value(r / tf.where(m == 0, tf.ones_like(m), m), -1.0, 1.0)
+            maps.append(r)
+        return maps
+
+
+@register("pattern.attribution")
+class PatternAttribution(PatternNet):
+    """PatternAttribution: the backward pass with ``W * A`` (element-wise) in place of each kernel W.
+
+    Kindermans, Schütt, Alber, Müller, Erhan, Kim & Dähne, "Learning how to explain neural
+    networks: PatternNet and PatternAttribution", ICLR 2018 (arXiv 1705.05598). A Deep Taylor
+    decomposition whose root point is ``x - signal``; for a linear model the map is
+    ``w * a * y``. Not multiplied by the input. Arguments, fitting and options as
+    :class:`PatternNet`; ``W * A`` does not change when a BatchNormalization is folded.
+
+    Example:
+
+    ```python
+    analyzer = kp.create_analyzer("pattern.attribution", kp.model_wo_softmax(model))
+    maps = analyzer.fit(x_train).analyze(x_test)
+    ```
+    """
+
+    rules = ((KERNEL_LAYERS, PATTERN_ATTRIBUTION),)

@@ -1,0 +1,54 @@
+"""PatternNet and PatternAttribution kernel rules (Kindermans et al. 2018, arXiv 1705.05598).
+
+The backward pass through a kernel layer uses the pattern A (PatternNet) or W * A
+(PatternAttribution) in place of the kernel W: the signal r at the layer's (pre-activation) output
+becomes ``r_in = d(apply_kernel(layer, x, K))/dx applied to r`` with K = A or W * A, i.e.
+``A r`` for Dense and the transposed convolution with A for convolutions. ReLU gates come from
+the separate Activation nodes of the canonized graph (the real forward pass), max-pooling routes to
+the forward arg-max, as the gradient does.
+
+The analyzer-wide state given to the mirror is ``{"patterns": {key: array}, "keys": {node: key}}``.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_patterns.graph.layers import DENSE
+from keras_patterns.linear import apply_kernel
+from keras_patterns.rules.base import Rule
+
+
+def _kernel(node, state, attribution):
+    key = state["keys"][node.name]
+    a = np.asarray(state["patterns"][key], dtype="float64")
+    if attribution:
+        a = a * np.asarray(node.layer.kernel.numpy(), dtype="float64")
+    return {"kernel": tf.constant(a, dtype=node.layer.compute_dtype)}
+
+
+def _prepare_net(node, state):
+    return _kernel(node, state, attribution=False)
+
+
+def _prepare_attribution(node, state):
+    return _kernel(node, state, attribution=True)
+
+
+def _pattern_backward(ctx, rs):
+    (x,) = ctx.xs
+    (r,) = rs
+    k = ctx.prepared["kernel"]
+    layer = ctx.node.layer
+    r = tf.cast(r, k.dtype)
+    if isinstance(layer, DENSE):
+        return [tf.tensordot(r, k, axes=[[len(r.shape) - 1], [1]])]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = apply_kernel(layer, x, k)
+    return [tape.gradient(y, x, output_gradients=r)]
+
+
+#: PatternNet: back-projection of the signal through the patterns A.
+PATTERN_NET = Rule("pattern.net", _pattern_backward, prepare=_prepare_net)
+#: PatternAttribution: the backward pass with W * A in place of W.
+PATTERN_ATTRIBUTION = Rule("pattern.attribution", _pattern_backward, prepare=_prepare_attribution)

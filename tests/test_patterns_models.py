@@ -1,0 +1,105 @@
+"""Pattern analyzers on residual/BatchNorm, nested, Conv1D/3D, depthwise/separable and pooled models."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_patterns as kp
+import zoo
+from keras_patterns.graph.layers import is_relu
+from keras_patterns.patterns.statistics import mask_source
+
+L = keras.layers
+MODELS = ["residual", "batchnorm", "nested", "conv1d", "conv3d", "depthwise_separable",
+          "depthwise_separable_1d", "conv2d_pool", "dense_rank3", "shared_fanout", "multi_input"]
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_pattern_analyzers_run_on_zoo_models(model_name):
+    model = zoo.build(model_name)
+    fit_x = zoo.inputs_for(model, n=24, seed=2)
+    x = zoo.inputs_for(model, n=3, seed=1)
+    pats = kp.PatternComputer(model, "relu").compute(fit_x, batch_size=8, verbose=0)
+    a = kp.create_analyzer("pattern.net", model, patterns=pats)
+    for key, p in pats.items():
+        layer = a.graph.node(key).layer if key in [n.name for n in a.graph.nodes] else None
+        if layer is not None:
+            assert p.shape == tuple(layer.kernel.shape), key
+    for name in ("pattern.net", "pattern.attribution"):
+        maps = kp.create_analyzer(name, model, patterns=pats).analyze(x)
+        maps = maps if isinstance(maps, list) else [maps]
+        xs = x if isinstance(x, list) else [x]
+        for m, xi in zip(maps, xs):
+            assert m.shape == xi.shape and np.all(np.isfinite(m))
+
+
+def test_residual_masks_come_from_the_relu_after_the_add():
+    model = zoo.build("residual")
+    a = kp.create_analyzer("pattern.attribution", model)
+    g = a.graph
+    kernels = [n for n in g.nodes if n.name.startswith("conv2d")]
+    last = kernels[-1]  # conv -> (folded BN) -> Add -> ReLU
+    src = mask_source(g, last)
+    assert is_relu(g.producer(src).layer)
+    assert g.producer(src).inputs[0] in g.consumers(last.outputs[0])[0].outputs
+    out = [n for n in g.nodes if g.outputs[0] in n.outputs][0]
+    assert mask_source(g, out) == g.outputs[0]  # output layer: [logit > 0]
+
+
+def test_batchnorm_folding_semantics():
+    """A conv + BN pair gets the pattern of the folded conv: A_folded = A / s, W*A unchanged."""
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((6, 6, 2))
+    conv = L.Conv2D(3, 3)
+    bn = L.BatchNormalization()
+    h = L.ReLU()(bn(conv(inp)))
+    model = keras.Model(inp, L.Dense(2)(L.Flatten()(h)))
+    rng = np.random.default_rng(0)
+    gamma, beta = rng.uniform(0.5, 2, 3), rng.normal(0, 0.2, 3)
+    mean, var = rng.normal(0, 0.2, 3), rng.uniform(0.5, 2, 3)
+    bn.set_weights([gamma, beta, mean, var])
+    s = gamma / np.sqrt(var + bn.epsilon)
+    w, b = conv.get_weights()
+    inp2 = keras.Input((6, 6, 2))
+    conv2 = L.Conv2D(3, 3, name="folded")
+    dense2 = L.Dense(2)
+    model2 = keras.Model(inp2, dense2(L.Flatten()(L.ReLU()(conv2(inp2)))))
+    conv2.set_weights([w * s, s * (b - mean) + beta])
+    dense2.set_weights(model.layers[-1].get_weights())
+    x = rng.normal(0, 1, (50, 6, 6, 2)).astype("float32")
+    p1 = kp.PatternComputer(model, "relu").compute(x, verbose=0)
+    p2 = kp.PatternComputer(model2, "relu").compute(x, verbose=0)
+    np.testing.assert_allclose(p1[conv.name], p2["folded"], rtol=1e-3, atol=1e-5)
+    for name in ("pattern.net", "pattern.attribution"):
+        m1 = kp.create_analyzer(name, model, patterns=p1).analyze(x[:4])
+        m2 = kp.create_analyzer(name, model2, patterns=list(p2.values())).analyze(x[:4])
+        np.testing.assert_allclose(m1, m2, rtol=1e-3, atol=1e-4 * np.abs(m2).max())
+
+
+def test_project_bottleneck_normalizes_max_activation_maps():
+    model = zoo.build("conv2d_pool")
+    x = zoo.inputs_for(model, n=4, seed=1)
+    pats = kp.PatternComputer(model, "relu").compute(zoo.inputs_for(model, n=16, seed=2), verbose=0)
+    raw = kp.create_analyzer("pattern.net", model, patterns=pats).analyze(x)
+    proj = kp.create_analyzer("pattern.net", model, patterns=pats, project_bottleneck=True).analyze(x)
+    np.testing.assert_allclose(np.abs(proj).reshape(4, -1).max(1), 1.0, rtol=1e-6)
+    y = model.predict(x, verbose=0).max(1)
+    scale = np.abs(raw).reshape(4, -1).max(1)
+    expect = raw / scale[:, None, None, None]
+    np.testing.assert_allclose(proj, expect, rtol=1e-5, atol=1e-6)
+    assert np.all(np.sign(y) != 0)
+    with pytest.raises(ValueError, match="project_bottleneck"):
+        kp.create_analyzer("pattern.net", model, project_bottleneck="yes")
+
+
+def test_overflowing_patterns_saturate_instead_of_nan():
+    """Ill-conditioned patterns in a deep chain overflow float32; the maps saturate, stay finite."""
+    inp = keras.Input((4,))
+    h = inp
+    layers = [L.Dense(4, activation="relu") for _ in range(12)]
+    for layer in layers:
+        h = layer(h)
+    model = keras.Model(inp, L.Dense(2)(h))
+    pats = {l.name: np.full(tuple(l.kernel.shape), 1e5, "float32") for l in model.layers[1:]}
+    m = kp.create_analyzer("pattern.net", model, patterns=pats).analyze(np.ones((2, 4), "float32"))
+    assert np.all(np.isfinite(m))
