@@ -97,16 +97,19 @@ def test_plain_rule_list_is_used_from_the_end():
     assert plan_of(a) == {"d0": "lrp.w_square", "drop": "gradient", "d1": "lrp.flat", "d2": "lrp.z"}
 
 
-def test_until_layer_idx_counts_the_input_layer():
-    # model.layers as iNNvestigate sees them: [InputLayer, d0, drop, d1, d2]; idx 3 covers d0 and d1.
-    a = kp.create_analyzer("lrp", mlp(), rule="Z", until_layer_idx=3, until_layer_rule="Flat")
+def test_until_layer_idx_indexes_model_layers():
+    # Sequential: model.layers = [d0, drop, d1, d2] (no InputLayer); idx 2 covers d0 and d1.
+    a = kp.create_analyzer("lrp", mlp(), rule="Z", until_layer_idx=2, until_layer_rule="Flat")
     assert plan_of(a) == {"d0": "lrp.flat", "drop": "gradient", "d1": "lrp.flat", "d2": "lrp.z"}
     a = kp.create_analyzer("lrp.sequential_preset_b_flat_until_idx", mlp(), until_layer_idx=1)
     assert plan_of(a)["d0"] == "lrp.flat" and plan_of(a)["d1"] == "lrp.epsilon(epsilon=0.1)"
+    # Functional: model.layers = [input, pad, c0, pool, flat, d0, d1]; idx 5 covers c0 and d0.
+    a = kp.create_analyzer("lrp", cnn(), rule="Z", until_layer_idx=5, until_layer_rule="Flat")
+    assert [plan_of(a)[k] for k in ("c0", "d0", "d1")] == ["lrp.flat", "lrp.flat", "lrp.z"]
 
 
 def test_precedence_input_rule_then_until_rule_then_rule():
-    a = kp.create_analyzer("lrp", mlp(), rule="Z", input_layer_rule="WSquare", until_layer_idx=4,
+    a = kp.create_analyzer("lrp", mlp(), rule="Z", input_layer_rule="WSquare", until_layer_idx=3,
                            until_layer_rule="Flat")
     assert plan_of(a) == {"d0": "lrp.w_square", "drop": "gradient", "d1": "lrp.flat", "d2": "lrp.flat"}
 

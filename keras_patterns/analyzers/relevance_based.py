@@ -147,9 +147,10 @@ class LRP(ReverseAnalyzer):
         input_layer_rule: rule of the input layers (kernel layers fed by the model input, possibly
             through Flatten/Reshape/Permute/ZeroPadding/Dropout): a rule name, a Rule, or a
             ``(low, high)`` tuple meaning the bounded rule Z^B. Defaults to `None`.
-        until_layer_idx: with ``until_layer_rule``, kernel layers among ``model.layers[0..idx]``
-            (counting the InputLayer as index 0, as iNNvestigate does) get ``until_layer_rule``.
-            Defaults to `None`.
+        until_layer_idx: with ``until_layer_rule``, the kernel layers among
+            ``model.layers[0..idx]`` (inclusive; Keras lists the InputLayer first in Functional
+            models but not in Sequential ones, and a nested model counts as one entry) get
+            ``until_layer_rule``, as in iNNvestigate. Defaults to `None`.
         until_layer_rule: see ``until_layer_idx``. Defaults to `None`.
         bn_layer_rule: rule for stand-alone BatchNormalization layers (those not folded).
             Defaults to `None`, the Z rule with bias.
@@ -230,10 +231,9 @@ class LRP(ReverseAnalyzer):
 
     # ------------------------------------------------------------------------------- rule lists
     def _top_level_names(self, idx):
-        layers = list(self.model.layers)
-        if not any(isinstance(layer, L.InputLayer) for layer in layers):
-            layers = [None] * len(self.model.inputs) + layers  # Sequential hides its InputLayer
-        return {layer.name for layer in layers[: idx + 1] if layer is not None}
+        # Literally ``model.layers[: idx + 1]`` as iNNvestigate 2.1.2 does (checked against its
+        # output): a Functional model lists its InputLayer first, a Sequential model does not.
+        return {layer.name for layer in list(self.model.layers)[: idx + 1]}
 
     def _kernel_rules(self):
         kind, spec = self._rule_spec
