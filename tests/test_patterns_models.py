@@ -103,3 +103,20 @@ def test_overflowing_patterns_saturate_instead_of_nan():
     pats = {l.name: np.full(tuple(l.kernel.shape), 1e5, "float32") for l in model.layers[1:]}
     m = kp.create_analyzer("pattern.net", model, patterns=pats).analyze(np.ones((2, 4), "float32"))
     assert np.all(np.isfinite(m))
+
+
+def test_channels_first_conv_matches_channels_last():
+    rng = np.random.default_rng(0)
+    inp = keras.Input((3, 8, 8))
+    c = L.Conv2D(4, 3, data_format="channels_first", activation="relu")
+    m = keras.Model(inp, L.Dense(2)(L.Flatten()(c(inp))))
+    inp2 = keras.Input((8, 8, 3))
+    c2 = L.Conv2D(4, 3, activation="relu")
+    m2 = keras.Model(inp2, L.Dense(2)(L.Flatten()(L.Permute((3, 1, 2))(c2(inp2)))))
+    c2.set_weights(c.get_weights())
+    m2.layers[-1].set_weights(m.layers[-1].get_weights())
+    x = rng.normal(size=(10, 3, 8, 8)).astype("float32")
+    p = kp.PatternComputer(m, ["relu", "linear"]).compute(x, verbose=0)
+    p2 = kp.PatternComputer(m2, ["relu", "linear"]).compute(x.transpose(0, 2, 3, 1), verbose=0)
+    for t in p:
+        np.testing.assert_allclose(p[t][c.name], p2[t][c2.name], rtol=1e-4, atol=1e-6)

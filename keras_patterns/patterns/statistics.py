@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from keras_patterns.errors import NotFittedError
 from keras_patterns.graph.layers import (
+    DENSE,
     DEPTHWISE,
     KERNEL_LAYERS,
     NOISE_AND_DROPOUT,
@@ -110,8 +111,32 @@ def _channel_axis(layer, rank):
 
 
 def _filter_sums(layer, x, g, kernel_shape):
-    """sum over rows of x_patch * g, kernel-shaped (the filter gradient of the layer's linear map)."""
-    k = tf.zeros(kernel_shape, dtype=x.dtype)
+    """sum over rows of x_patch * g, kernel-shaped (the filter gradient of the layer's linear map).
+
+    ``g`` may have k times the layer's output units (several signals concatenated on the channel
+    axis); the result then has k times the kernel's output units on its last axis (depthwise
+    kernels excepted: they are always called with one signal). Dense layers use a tensordot and
+    undilated channels_last Conv2D layers call the backprop-filter op directly; everything else
+    goes through a local tape on ``apply_kernel`` (its unused forward convolution is pruned from
+    the graph).
+    """
+    if isinstance(layer, DENSE):
+        axes = list(range(len(x.shape) - 1))
+        return tf.tensordot(x, g, axes=[axes, axes])
+    if (
+        isinstance(layer, keras.layers.Conv2D) and channels_last(layer)
+        and tuple(layer.dilation_rate) == (1, 1) and layer.padding in ("same", "valid")
+        and getattr(layer, "groups", 1) == 1
+    ):
+        sizes = tf.constant(list(kernel_shape[:-1]) + [int(g.shape[-1])], tf.int32)
+        return tf.compat.v1.nn.conv2d_backprop_filter(
+            x, sizes, g, strides=[1, *layer.strides, 1], padding=layer.padding.upper(),
+        )
+    if isinstance(layer, DEPTHWISE) or not channels_last(layer):
+        shape = tuple(kernel_shape)
+    else:
+        shape = tuple(kernel_shape[:-1]) + (int(g.shape[-1]),)
+    k = tf.zeros(shape, dtype=x.dtype)
     with tf.GradientTape() as tape:
         tape.watch(k)
         y = apply_kernel(layer, x, k)
@@ -212,17 +237,24 @@ class PatternStatistics:
             v["n_rows"].assign_add(rows),
             v["sum_y"].assign_add(tf.cast(tf.reduce_sum(y, axis=axes), tf.float64)),
         ]
+        signals, counts = [], []
         for t in self.pattern_types:
             if t == "linear":
-                g_x, g_xy = tf.ones_like(y), y
-                count = tf.fill(tf.shape(v[t]["count"]), rows)
+                signals += [tf.ones_like(y), y]
+                counts.append(tf.fill(tf.shape(v[t]["count"]), rows))
             else:
                 m = tf.cast(out > 0 if t == "relu" else out <= 0, dtype)
-                g_x, g_xy = m, y * m
-                count = tf.cast(tf.reduce_sum(m, axis=axes), tf.float64)
-            ops.append(v[t]["count"].assign_add(count))
-            ops.append(v[t]["sum_x"].assign_add(tf.cast(_filter_sums(layer, x, g_x, kshape), tf.float64)))
-            ops.append(v[t]["sum_xy"].assign_add(tf.cast(_filter_sums(layer, x, g_xy, kshape), tf.float64)))
+                signals += [m, y * m]
+                counts.append(tf.cast(tf.reduce_sum(m, axis=axes), tf.float64))
+        if isinstance(layer, DEPTHWISE) or not channels_last(layer):
+            sums = [_filter_sums(layer, x, g, kshape) for g in signals]
+        else:  # one filter-gradient call for all statistics: signals concatenated on the channels
+            both = _filter_sums(layer, x, tf.concat(signals, axis=-1), kshape)
+            sums = tf.split(both, len(signals), axis=-1)
+        for i, t in enumerate(self.pattern_types):
+            ops.append(v[t]["count"].assign_add(counts[i]))
+            ops.append(v[t]["sum_x"].assign_add(tf.cast(sums[2 * i], tf.float64)))
+            ops.append(v[t]["sum_xy"].assign_add(tf.cast(sums[2 * i + 1], tf.float64)))
         return ops
 
     def _update_fn(self, inputs):
