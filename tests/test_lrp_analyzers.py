@@ -251,3 +251,36 @@ def test_rule_objects_cannot_be_saved(tmp_path):
     a = kp.create_analyzer("lrp", mlp(), rule=R.gamma_rule(0.3))
     with pytest.raises(ValueError, match=r"\['rule'\] hold Rule objects"):
         a.save(str(tmp_path / "a.kpa"))
+
+
+APPLICATIONS = {
+    "resnet50": keras.applications.ResNet50,
+    "densenet121": keras.applications.DenseNet121,
+    "mobilenetv2": keras.applications.MobileNetV2,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("app", sorted(APPLICATIONS))
+def test_applications_with_batchnorm_folded(app):
+    keras.utils.set_random_seed(0)
+    model = APPLICATIONS[app](weights=None, input_shape=(32, 32, 3), classes=5, classifier_activation=None)
+    x = np.random.default_rng(0).normal(0, 1, (2, 32, 32, 3)).astype("float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MobileNetV2's ReLU6 under the presets / Deep Taylor
+        built = {}
+        for name, kwargs in [("lrp.epsilon", {}), ("lrp.sequential_preset_a_flat", {}),
+                             ("lrp.alpha_2_beta_1_IB", {}), ("deep_taylor.bounded", {"low": -3, "high": 3})]:
+            a = built[name] = kp.create_analyzer(name, model, **kwargs)
+            maps = a.analyze(x)
+            assert maps.shape == x.shape and np.all(np.isfinite(maps)), (app, name)
+            kernel_layers = [k for k, r in a.plan.items() if "lrp." in str(r) and "proportional" not in str(r)]
+            assert kernel_layers, (app, name)
+    bns = [n.name for n in a.graph.nodes if isinstance(n.layer, L.BatchNormalization)]
+    if app in ("resnet50", "mobilenetv2"):
+        assert bns == []  # every BatchNormalization follows a convolution: all folded
+    else:
+        assert bns  # DenseNet's pre-activation BNs follow a Concatenate/pooling: stand-alone
+    # the first convolution (behind a ZeroPadding2D in ResNet50 and DenseNet121) is an input layer
+    assert "lrp.flat" in [str(r) for r in built["lrp.sequential_preset_a_flat"].plan.values()]
+    assert "lrp.bounded" in str(built["deep_taylor.bounded"].plan)
