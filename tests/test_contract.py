@@ -26,6 +26,7 @@ EXTRA_KWARGS = {
     "integrated_gradients": {"steps": 8},
     "deep_taylor.bounded": {"low": -3.0, "high": 3.0},
     "lrp": {"rule": "Z"},
+    "lrp.alpha_beta": {"alpha": 2},  # iNNvestigate requires alpha or beta
 }
 
 #: (analyzer regex, model regex) -> error message regex of an expected, clear refusal.

@@ -225,3 +225,24 @@ def test_analyze_in_batches_and_large_arrays():
     _assert_same(a.analyze(x, batch_size=7), full)
     _assert_same(full, tape_gradient(model, x)[0])
     assert a._compiled.experimental_get_tracing_count() == 1  # one trace for every batch size
+
+
+def test_guided_backprop_and_deconvnet_through_relu6():
+    """ReLU6 is a rectifier: deconvnet passes relu(r); guided backprop relu(r) * [0 < x < 6]."""
+    inp = keras.Input((3,))
+    z = keras.layers.Dense(3, use_bias=False)(inp)
+    h = keras.layers.ReLU(max_value=6.0)(z)
+    model = keras.Model(inp, keras.layers.Dense(1, use_bias=False)(h))
+    w1 = np.array([[1.0, -1.0, 4.0], [1.0, 2.0, 4.0], [0.0, 1.0, 0.0]], "float32")
+    w2 = np.array([[2.0], [-3.0], [1.0]], "float32")
+    model.layers[1].set_weights([w1])
+    model.layers[3].set_weights([w2])
+    x = np.array([[1.0, 1.0, 1.0]], "float32")  # z = (2, 2, 8): units 0, 1 in (0, 6), unit 2 clipped
+    y = float(model(x).numpy()[0, 0])
+    r = y * w2[:, 0]
+    with pytest.warns(UserWarning, match="treated like ReLU"):
+        guided = kp.create_analyzer("guided_backprop", model).analyze(x)
+    with pytest.warns(UserWarning, match="treated like ReLU"):
+        deconv = kp.create_analyzer("deconvnet", model).analyze(x)
+    np.testing.assert_allclose(guided[0], w1 @ (np.maximum(r, 0) * [1, 1, 0]), rtol=1e-6)
+    np.testing.assert_allclose(deconv[0], w1 @ np.maximum(r, 0), rtol=1e-6)

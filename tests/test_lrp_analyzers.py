@@ -164,13 +164,24 @@ def test_deep_taylor_gives_add_inputs_the_full_relevance():
     inp = keras.Input((4,))
     a = L.Dense(3, activation="relu", name="a")(inp)
     b = L.Dense(3, activation="relu", name="b")(inp)
-    model = keras.Model(inp, L.Dense(1, use_bias=False, kernel_initializer="ones", name="out")(L.Add()([a, b])))
-    x = np.abs(np.random.default_rng(0).normal(0, 1, (2, 4))).astype("float32") + 0.1
-    dt = kp.create_analyzer("deep_taylor", model).analyze(x)
-    y = np.maximum(np.asarray(model(x))[:, 0], 0)
-    # Alpha1Beta0 (IB) conserves per kernel layer when inputs are positive; Add doubles the relevance
-    # wherever both branches are active -> the total lies between y and 2y.
-    assert np.all(dt.sum(1) >= y * (1 - 1e-5)) and np.all(dt.sum(1) <= 2 * y * (1 + 1e-5))
+    h = L.Add(name="add")([a, b])
+    model = keras.Model(inp, L.Dense(1, use_bias=False, kernel_initializer="ones", name="out")(h))
+    x = np.abs(np.random.default_rng(0).normal(0, 1, (2, 4))).astype("float64") + 0.1
+    dt = kp.create_analyzer("deep_taylor", model).analyze(x.astype("float32"))
+    # numpy replica: out (weights 1, inputs >= 0) splits relu(y) over h proportionally; the Add
+    # passes the full R_h to both branches; Alpha1Beta0-IB on positive inputs conserves per unit
+    # wherever that unit has a positive weight (z+ > 0).
+    wa, ba = model.get_layer("a").get_weights()
+    wb, bb = model.get_layer("b").get_weights()
+    ha, hb = np.maximum(x @ wa + ba, 0), np.maximum(x @ wb + bb, 0)
+    hsum = ha + hb
+    y = np.maximum(hsum.sum(1), 0)
+    r_h = np.where(hsum > 0, hsum / np.where(hsum > 0, hsum.sum(1, keepdims=True), 1), 0) * y[:, None]
+    expected = sum(
+        (r_h * ((x @ np.maximum(w, 0)) > 0)).sum(1) for w in (wa, wb)
+    )
+    np.testing.assert_allclose(dt.sum(1), expected, rtol=1e-5)
+    assert np.all(expected > y)  # more than y: the Add gives each branch the full relevance
     assert str(kp.create_analyzer("deep_taylor", model).plan["add"]) == "gradient"
 
 

@@ -1,6 +1,5 @@
 """Deep Taylor decomposition analyzers (iNNvestigate's ``deep_taylor`` and ``deep_taylor.bounded``)."""
 
-import warnings
 
 import tensorflow as tf
 
@@ -8,33 +7,10 @@ from keras_patterns import selection
 from keras_patterns.analyzers.base import ReverseAnalyzer
 from keras_patterns.analyzers.registry import register
 from keras_patterns.analyzers.relevance_based import is_input_layer
-from keras_patterns.errors import NotAnalyzeableModelError
-from keras_patterns.graph.layers import ACTIVATIONS, KERNEL_LAYERS, layer_activation
+from keras_patterns.graph.checks import RECTIFIER_VARIANTS, check_relu_only
+from keras_patterns.graph.layers import ACTIVATIONS, KERNEL_LAYERS
 from keras_patterns.rules import IDENTITY
 from keras_patterns.rules import lrp as R
-
-_RELU_VARIANTS = ("relu_variant", "leaky_relu")
-
-
-def check_deep_taylor_activations(graph, method):
-    """Raises for non-ReLU non-linearities; warns for ReLU variants (ReLU6, LeakyReLU)."""
-    bad, variants = [], []
-    for node in graph.nodes:
-        act = layer_activation(node.layer)
-        if act in _RELU_VARIANTS:
-            variants.append(f"{node.name} ({node.class_name})")
-        elif act not in ("linear", "relu"):
-            bad.append(f"{node.name} ({node.class_name}, {act})")
-    if bad:
-        raise NotAnalyzeableModelError(
-            f"{method} is only specified for networks with ReLU activations. Received non-ReLU "
-            f"activations in: {', '.join(bad)}."
-        )
-    if variants:
-        warnings.warn(
-            f"{method} is specified for plain ReLU networks; ReLU variants are treated like ReLU "
-            f"(relevance passes them unchanged): {', '.join(variants)}.", stacklevel=3,
-        )
 
 
 @register("deep_taylor")
@@ -58,7 +34,7 @@ class DeepTaylor(ReverseAnalyzer):
 
     def __init__(self, model, **kwargs):
         super().__init__(model, **kwargs)
-        check_deep_taylor_activations(self.graph, self.name)
+        check_relu_only(self.graph, self.name, warn_for=RECTIFIER_VARIANTS + ("leaky_relu",))
 
     def _rule_list(self):
         return ((KERNEL_LAYERS, R.ALPHA_1_BETA_0_IB), (ACTIVATIONS, IDENTITY))

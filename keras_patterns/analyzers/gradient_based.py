@@ -6,12 +6,12 @@ from keras_patterns import selection
 from keras_patterns.analyzers.base import Analyzer, ReverseAnalyzer, check_postprocess
 from keras_patterns.analyzers.registry import register
 from keras_patterns.graph.checks import check_relu_only
-from keras_patterns.graph.layers import EMBEDDING, is_relu
+from keras_patterns.graph.layers import EMBEDDING, is_rectifier
 from keras_patterns.rules import DECONVNET_RELU, EMBEDDING_TIMES_INPUT, GUIDED_RELU
 
 
 def _relu_node(node, graph):
-    return is_relu(node.layer)
+    return is_rectifier(node.layer)
 
 
 @register("gradient")
@@ -63,10 +63,11 @@ class Deconvnet(ReverseAnalyzer):
     """Deconvnet (Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", 2014,
     arXiv 1311.2901): at every ReLU the backward signal is rectified, the forward mask is ignored.
 
-    Starts from the selected output value (iNNvestigate's identity head).
+    Starts from the selected output value (iNNvestigate's identity head). Rectifier variants
+    (ReLU6, clipped or thresholded ReLU layers) are treated like ReLU, with a warning.
 
     Raises:
-        NotAnalyzeableModelError: if the model has non-ReLU non-linearities.
+        NotAnalyzeableModelError: if the model has other non-linearities (tanh, LeakyReLU, ...).
     """
 
     head = "value"

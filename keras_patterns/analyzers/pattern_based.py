@@ -1,6 +1,5 @@
 """PatternNet and PatternAttribution analyzers (Kindermans et al. 2018, arXiv 1705.05598)."""
 
-import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -9,7 +8,8 @@ from keras_patterns import selection
 from keras_patterns.analyzers.base import ReverseAnalyzer
 from keras_patterns.analyzers.registry import register
 from keras_patterns.errors import NotFittedError
-from keras_patterns.graph.layers import KERNEL_LAYERS, layer_activation
+from keras_patterns.graph.checks import check_relu_only
+from keras_patterns.graph.layers import KERNEL_LAYERS
 from keras_patterns.mapping import resolve
 from keras_patterns.mirror import Mirror
 from keras_patterns.patterns.data import run_pass
@@ -152,16 +152,7 @@ class PatternNet(ReverseAnalyzer):
         self._statistics = None
         super().__init__(model, **kwargs)
         self._config.update(pattern_type=pattern_type, project_bottleneck=self.project_bottleneck)
-        bad = sorted(
-            f"{n.name} ({layer_activation(n.layer)})" for n in self.graph.nodes
-            if layer_activation(n.layer) not in ("linear", "relu")
-        )
-        if bad:
-            warnings.warn(
-                f"{self.name} is only well defined for networks with ReLU activations. Received "
-                f"non-ReLU activations in: {', '.join(bad)}.",
-                stacklevel=2,
-            )
+        check_relu_only(self.graph, self.name, action="warn")
         if patterns is not None:
             self._set_patterns(patterns)
 

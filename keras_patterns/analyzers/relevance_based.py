@@ -14,6 +14,7 @@ import numpy as np
 
 from keras_patterns.analyzers.base import ReverseAnalyzer
 from keras_patterns.analyzers.registry import register, register_alias
+from keras_patterns.graph.checks import non_relu_nodes
 from keras_patterns.graph.layers import (
     ACTIVATIONS,
     AVERAGE_POOLING,
@@ -24,10 +25,8 @@ from keras_patterns.graph.layers import (
     KERNEL_LAYERS,
     NOISE_AND_DROPOUT,
     NORMALIZATION,
-    PADDING_CROPPING,
     PREPROCESSING,
     RESHAPING,
-    layer_activation,
 )
 from keras_patterns.rules import IDENTITY, Rule
 from keras_patterns.rules import lrp as R
@@ -209,11 +208,11 @@ class LRP(ReverseAnalyzer):
             until_layer_rule=_jsonable(until_layer_rule), bn_layer_rule=_jsonable(bn_layer_rule),
         )
         if self._relu_advised:
-            bad = sorted({layer_activation(n.layer) for n in self.graph.nodes} - {"linear", "relu"})
+            bad = non_relu_nodes(self.graph)
             if bad:
                 warnings.warn(
                     f"{type(self).__name__} is not advised for networks with non-ReLU activations. "
-                    f"Received activations {bad}.", stacklevel=2,
+                    f"Received: {', '.join(bad)}.", stacklevel=2,
                 )
 
     @staticmethod

@@ -3,7 +3,12 @@
 import numpy as np
 
 from keras_patterns.canonizers.clone import clone_layer, node_fn
-from keras_patterns.graph.layers import DEPTHWISE, KERNEL_LAYERS, NORMALIZATION, activation_name
+from keras_patterns.graph.layers import (
+    DEPTHWISE,
+    KERNEL_LAYERS,
+    NORMALIZATION,
+    activation_name,
+)
 from keras_patterns.linear import batchnorm_affine, channels_last
 
 

@@ -1,5 +1,7 @@
 """Model checks run before an analyzer is built."""
 
+import warnings
+
 from keras_patterns.errors import NotAnalyzeableModelError
 from keras_patterns.graph.layers import layer_activation
 
@@ -32,15 +34,50 @@ def check_no_softmax(graph):
         )
 
 
-def check_relu_only(graph, method):
-    """For deconvnet/guided backprop/deep taylor: every non-linearity must be a ReLU."""
-    bad = []
-    for node in graph.nodes:
-        act = layer_activation(node.layer)
-        if act not in ("linear", "relu"):
-            bad.append(f"{node.name} ({node.class_name}, {act})")
+RECTIFIER_VARIANTS = ("relu6", "relu_variant")
+
+
+def non_relu_nodes(graph, allowed=()):
+    """Descriptions "name (Class, activation)" of nodes with a non-linearity other than ReLU.
+
+    Args:
+        graph: a canonized graph.
+        allowed: activation names to accept besides "linear" and "relu" (e.g.
+            :data:`RECTIFIER_VARIANTS`).
+    """
+    ok = {"linear", "relu", *allowed}
+    return [
+        f"{node.name} ({node.class_name}, {layer_activation(node.layer)})"
+        for node in graph.nodes if layer_activation(node.layer) not in ok
+    ]
+
+
+def check_relu_only(graph, method, warn_for=RECTIFIER_VARIANTS, action="raise"):
+    """Checks that every non-linearity is a ReLU.
+
+    Args:
+        graph: a canonized graph.
+        method: the analyzer name, for the message.
+        warn_for: activation names that only give a warning (treated like ReLU). Defaults to the
+            rectifier variants (ReLU6, thresholded/clipped ReLU layers).
+        action: "raise" (NotAnalyzeableModelError) or "warn" for other non-linearities. Defaults
+            to `"raise"`.
+
+    Raises:
+        NotAnalyzeableModelError: non-ReLU non-linearities with ``action="raise"``.
+    """
+    bad = non_relu_nodes(graph, allowed=warn_for)
     if bad:
-        raise NotAnalyzeableModelError(
+        message = (
             f"{method} is only specified for networks with ReLU activations. Received non-ReLU "
             f"activations in: {', '.join(bad)}."
+        )
+        if action == "raise":
+            raise NotAnalyzeableModelError(message)
+        warnings.warn(message, stacklevel=3)
+    variants = sorted(set(non_relu_nodes(graph)) - set(bad))
+    if variants:
+        warnings.warn(
+            f"{method} is specified for plain ReLU networks; these ReLU variants are treated like "
+            f"ReLU: {', '.join(variants)}.", stacklevel=3,
         )

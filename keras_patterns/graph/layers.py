@@ -72,5 +72,15 @@ def is_relu(layer):
     return isinstance(layer, (L.Activation, L.ReLU)) and layer_activation(layer) == "relu"
 
 
+def is_rectifier(layer):
+    """True for ReLU and its rectifying variants (zero for negative inputs): plain ReLU, ReLU6,
+    and ReLU layers with ``max_value`` or ``threshold`` (but no negative slope)."""
+    if is_relu(layer):
+        return True
+    if isinstance(layer, L.ReLU):
+        return not layer.negative_slope
+    return isinstance(layer, L.Activation) and layer_activation(layer) == "relu6"
+
+
 def is_kernel_layer(layer):
     return isinstance(layer, KERNEL_LAYERS)

@@ -25,6 +25,7 @@ until :meth:`PatternStatistics.result`. Statistics are collected in inference mo
 BatchNormalization with its moving statistics).
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -38,9 +39,10 @@ from keras_patterns.graph.layers import (
     layer_activation,
 )
 from keras_patterns.linear import apply_kernel, bias_of, channels_last
-from keras_patterns.patterns.estimators import canonical_pattern_type, pattern_from_statistics
-
-import keras
+from keras_patterns.patterns.estimators import (
+    canonical_pattern_type,
+    pattern_from_statistics,
+)
 
 #: Layers the mask search walks through (shape-preserving, applied after the kernel layer's output).
 _PASS_THROUGH = NOISE_AND_DROPOUT + NORMALIZATION + (keras.layers.Add, keras.layers.Identity)

@@ -18,8 +18,9 @@ def _deconvnet_relu(ctx, rs):
 
 
 def _guided_relu(ctx, rs):
-    (x,) = ctx.xs
-    return [tf.nn.relu(rs[0]) * tf.cast(x > 0, rs[0].dtype)]
+    # relu(r) through the rectifier's own gradient: relu(r) * [x > 0] for a ReLU (TensorFlow's
+    # ReLU gradient is 0 at 0), and the clipped range too for ReLU6.
+    return ctx.vjp([tf.nn.relu(rs[0])])
 
 
 def _embedding_sum(ctx, rs):
@@ -36,7 +37,8 @@ GRADIENT = Rule("gradient", _gradient)
 IDENTITY = Rule("identity", _identity)
 #: Deconvnet ReLU (Zeiler & Fergus 2014, arXiv 1311.2901): relu of the backward signal, forward mask ignored.
 DECONVNET_RELU = Rule("deconvnet_relu", _deconvnet_relu)
-#: Guided backprop ReLU (Springenberg et al. 2015, arXiv 1412.6806): relu(r) * [x > 0].
+#: Guided backprop ReLU (Springenberg et al. 2015, arXiv 1412.6806): relu(r) * [x > 0] (for
+#: rectifier variants, relu(r) times the variant's gradient).
 GUIDED_RELU = Rule("guided_relu", _guided_relu)
 #: Embedding: the signal on the embedding vectors summed over the embedding axis (one value per token).
 EMBEDDING_SUM = Rule("embedding_sum", _embedding_sum)
