@@ -57,6 +57,7 @@ class Mirror:
         """
         graph = self.graph
         signals = {graph.outputs[0]: seed}
+        carry = self._start(seed)
         for node in reversed(graph.nodes):
             rs = [signals.pop(t, None) for t in node.outputs]
             if all(r is None for r in rs):
@@ -70,14 +71,28 @@ class Mirror:
                 if r is None:
                     continue
                 signals[t] = signals[t] + r if t in signals else r
+            signals, carry = self._after_node(node, signals, carry)
         out = []
         for t in graph.inputs:
             x = values[t]
             if t in signals:
-                out.append(signals[t])
+                out.append(self._finish(signals[t], carry))
             else:
                 out.append(tf.zeros_like(x) if x.dtype.is_floating else None)
         return out
+
+    # Hooks for subclasses that carry per-sample state through the reverse walk (e.g. rescaling).
+    def _start(self, seed):
+        """State carried through the reverse walk; None by default."""
+        return None
+
+    def _after_node(self, node, signals, carry):
+        """Called after each node with all pending signals; returns ``(signals, carry)``."""
+        return signals, carry
+
+    def _finish(self, signal, carry):
+        """Turns the signal arriving at an input into the result."""
+        return signal
 
     def __call__(self, inputs, seed_fn):
         """Forward, seed and backward in one go.

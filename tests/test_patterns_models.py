@@ -92,17 +92,43 @@ def test_project_bottleneck_normalizes_max_activation_maps():
         kp.create_analyzer("pattern.net", model, project_bottleneck="yes")
 
 
-def test_overflowing_patterns_saturate_instead_of_nan():
-    """Ill-conditioned patterns in a deep chain overflow float32; the maps saturate, stay finite."""
-    inp = keras.Input((4,))
+def _deep_chain(n_layers=12, width=4):
+    inp = keras.Input((width,))
     h = inp
-    layers = [L.Dense(4, activation="relu") for _ in range(12)]
-    for layer in layers:
-        h = layer(h)
-    model = keras.Model(inp, L.Dense(2)(h))
+    for _ in range(n_layers):
+        h = L.Dense(width, activation="relu", kernel_initializer="ones", bias_initializer="ones")(h)
+    return keras.Model(inp, L.Dense(2, kernel_initializer="ones")(h))
+
+
+def test_rescaled_pattern_pass_equals_float64_replica():
+    """Intermediate signals of 1e51 overflow float32; the per-sample rescaling gives the exact map."""
+    model = _deep_chain()
+    kernels = [layer for layer in model.layers if isinstance(layer, L.Dense)]
+    # output side: huge patterns (signal grows to ~1e51), input side: tiny ones (back to ~1)
+    scales = [1e-8] * 6 + [1e8] * 7
+    rng = np.random.default_rng(0)
+    pats = {k.name: (s * rng.uniform(0.5, 1.5, tuple(k.kernel.shape))).astype("float32")
+            for k, s in zip(kernels, scales)}
+    x = np.abs(rng.normal(size=(2, 4))).astype("float32")
+    m = kp.create_analyzer("pattern.net", model, patterns=pats, neuron_selection_mode="index").analyze(x, 1)
+    # float64 replica: all ReLUs are open (positive weights, biases and inputs)
+    y = model(x).numpy()[:, 1]
+    r = np.zeros((2, 2))
+    r[:, 1] = y
+    for k in reversed(kernels):
+        r = r @ pats[k.name].astype("float64").T
+    assert np.abs(r).max() < 1e30 and np.abs(r).max() > 1e-30
+    np.testing.assert_allclose(m, r, rtol=1e-5)
+
+
+def test_overflowing_patterns_saturate_with_a_warning():
+    model = _deep_chain()
     pats = {l.name: np.full(tuple(l.kernel.shape), 1e5, "float32") for l in model.layers[1:]}
-    m = kp.create_analyzer("pattern.net", model, patterns=pats).analyze(np.ones((2, 4), "float32"))
+    with pytest.warns(UserWarning, match=r"exceeds the float32 range for samples \[0, 1\]"):
+        m = kp.create_analyzer("pattern.net", model, patterns=pats).analyze(np.ones((2, 4), "float32"))
     assert np.all(np.isfinite(m))
+    np.testing.assert_allclose(np.abs(m), np.exp(np.float32(88.7)), rtol=1e-5)  # saturated, sign kept
+    assert np.all(m > 0)
 
 
 def test_channels_first_conv_matches_channels_last():

@@ -1,5 +1,6 @@
 """PatternNet and PatternAttribution analyzers (Kindermans et al. 2018, arXiv 1705.05598)."""
 
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -15,73 +16,58 @@ from keras_patterns.mirror import Mirror
 from keras_patterns.patterns.data import run_pass
 from keras_patterns.patterns.estimators import canonical_pattern_type
 from keras_patterns.patterns.statistics import PatternStatistics, pattern_keys
-from keras_patterns.rules.base import NodeContext
 from keras_patterns.rules.pattern import PATTERN_ATTRIBUTION, PATTERN_NET
 
-#: Per-sample signal magnitude above which all pending backward signals are rescaled.
+#: Per-sample signal magnitudes outside [1e-15, 1e15] make all pending backward signals rescaled.
 _RESCALE_ABOVE = 1e15
+_RESCALE_BELOW = 1e-15
 #: log(float32 max) minus a margin: larger results saturate instead of becoming inf.
 _LOG_MAX = 88.7
+#: Map values at or above this are saturated.
+_SATURATED = float(np.exp(np.float32(_LOG_MAX))) * 0.999
 
 
 class _RescalingMirror(Mirror):
-    """The mirror's reverse walk with overflow protection for pattern backward passes.
+    """The mirror with overflow protection for pattern backward passes.
 
     The pattern backward pass is linear in the signal (the gates come from the forward pass), but
     poorly conditioned patterns (e.g. fitted on very little data) can make the raw signal of a deep
-    network overflow float32. After every kernel node, samples whose signal exceeds 1e15 have
-    *all* pending signals divided by the same per-sample factor (so sums at fan-outs stay
-    consistent) and the log of the factor is remembered; the input map is multiplied back at the
-    end. Values beyond float32 range saturate at about +-3.3e38 instead of becoming inf/NaN. When
-    no rescaling happened the result is the plain backward pass, bit for bit.
+    network overflow (or underflow) float32. After every kernel node, samples whose peak signal
+    leaves [1e-15, 1e15] have *all* pending signals divided by that peak (one factor per sample,
+    so sums at fan-outs stay consistent) and the log of the factor is carried along; the input map
+    is multiplied back at the end. Values beyond float32 range saturate at about +-3.3e38 instead
+    of becoming inf/NaN, and :meth:`PatternNet.analyze` warns when that happens. Without
+    rescaling the result is the plain backward pass, bit for bit.
     """
 
-    def backward(self, values, tapes, seed):
-        graph = self.graph
-        signals = {graph.outputs[0]: seed}
-        batch = tf.shape(seed)[0]
-        log_scale = tf.zeros([batch], seed.dtype)
+    @staticmethod
+    def _per_sample(v, r):
+        return tf.reshape(v, tf.concat([[tf.shape(v)[0]], tf.ones([tf.rank(r) - 1], tf.int32)], 0))
 
-        def per_sample(v, r):
-            return tf.reshape(v, tf.concat([[batch], tf.ones([tf.rank(r) - 1], tf.int32)], 0))
+    def _start(self, seed):
+        return tf.zeros([tf.shape(seed)[0]], seed.dtype)
 
-        for node in reversed(graph.nodes):
-            rs = [signals.pop(t, None) for t in node.outputs]
-            if all(r is None for r in rs):
-                continue
-            ys = [values[t] for t in node.outputs]
-            rs = [tf.zeros_like(y) if r is None else r for r, y in zip(rs, ys)]
-            xs = [values[t] for t in node.inputs]
-            ctx = NodeContext(node, xs, ys, tapes.get(node.name), self.prepared[node.name], self.state)
-            r_ins = self.plan[node.name].backward(ctx, rs)
-            for t, r in zip(node.inputs, r_ins):
-                if r is None:
-                    continue
-                signals[t] = signals[t] + r if t in signals else r
-            if isinstance(node.layer, KERNEL_LAYERS) and signals:
-                peak = tf.zeros([batch], seed.dtype)
-                for r in signals.values():
-                    if r.dtype.is_floating:
-                        flat = tf.reshape(tf.abs(tf.cast(r, seed.dtype)), [batch, -1])
-                        peak = tf.maximum(peak, tf.reduce_max(flat, axis=1))
-                factor = tf.where(peak > _RESCALE_ABOVE, 1.0 / peak, tf.ones_like(peak))
-                log_scale = log_scale - tf.math.log(factor)
-                signals = {
-                    t: (r * tf.cast(per_sample(factor, r), r.dtype) if r.dtype.is_floating else r)
-                    for t, r in signals.items()
-                }
-        out = []
-        for t in graph.inputs:
-            x = values[t]
-            if t not in signals:
-                out.append(tf.zeros_like(x) if x.dtype.is_floating else None)
-                continue
-            r = signals[t]
-            ls = tf.cast(per_sample(log_scale, r), r.dtype)
-            mag = tf.math.log(tf.abs(r)) + ls
-            saturated = tf.sign(r) * tf.exp(tf.minimum(mag, _LOG_MAX))
-            out.append(tf.where(ls > 0, saturated, r))
-        return out
+    def _after_node(self, node, signals, log_scale):
+        if not isinstance(node.layer, KERNEL_LAYERS) or not signals:
+            return signals, log_scale
+        batch = tf.shape(log_scale)[0]
+        peak = tf.zeros_like(log_scale)
+        for r in signals.values():
+            if r.dtype.is_floating:
+                flat = tf.reshape(tf.abs(tf.cast(r, log_scale.dtype)), [batch, -1])
+                peak = tf.maximum(peak, tf.reduce_max(flat, axis=1))
+        rescale = (peak > _RESCALE_ABOVE) | ((peak < _RESCALE_BELOW) & (peak > 0))
+        factor = tf.where(rescale, 1.0 / tf.where(rescale, peak, tf.ones_like(peak)), tf.ones_like(peak))
+        signals = {
+            t: (r * tf.cast(self._per_sample(factor, r), r.dtype) if r.dtype.is_floating else r)
+            for t, r in signals.items()
+        }
+        return signals, log_scale - tf.math.log(factor)
+
+    def _finish(self, r, log_scale):
+        ls = tf.cast(self._per_sample(log_scale, r), r.dtype)
+        scaled = tf.sign(r) * tf.exp(tf.minimum(tf.math.log(tf.abs(r)) + ls, _LOG_MAX))
+        return tf.where(ls != 0, scaled, r)
 
 
 def _check_pattern_type(pattern_type):
@@ -266,7 +252,18 @@ class PatternNet(ReverseAnalyzer):
                 f"patterns=... to create_analyzer({self.name!r}, model, patterns=...). Received: an "
                 "unfitted analyzer."
             )
-        return super().analyze(x, neuron_selection=neuron_selection, batch_size=batch_size)
+        maps = super().analyze(x, neuron_selection=neuron_selection, batch_size=batch_size)
+        saturated = sorted({
+            int(i) for m in (maps if isinstance(maps, list) else [maps])
+            for i in np.nonzero(np.abs(m).reshape(len(m), -1).max(axis=1) >= _SATURATED)[0]
+        })
+        if saturated:
+            warnings.warn(
+                f"{self.name}: the backward signal exceeds the float32 range for samples {saturated} "
+                "and saturates at about 3.3e38 (directions are kept, magnitudes are not). The "
+                "patterns are poorly conditioned; fit them on more data.", stacklevel=2,
+            )
+        return maps
 
     analyze.__doc__ = ReverseAnalyzer.analyze.__doc__
 
