@@ -10,7 +10,6 @@ user call `analyzer.analyze(x)` (input checks, batching, numpy conversion).
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -19,16 +18,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_patterns as kp  # noqa: E402
-
-
-def best_time(fn, repeats):
-    fn()  # warm-up (tracing) excluded
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+from _common import median_time, tape_gradient_fn  # noqa: E402
 
 
 def main(argv=None):
@@ -44,21 +34,14 @@ def main(argv=None):
     )
     x = np.random.default_rng(0).normal(size=(args.batch, args.size, args.size, 3)).astype("float32")
 
-    @tf.function
-    def tape_gradient(xt):
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            y = model(xt, training=False)
-            top = tf.reduce_max(y, axis=1)
-        return tape.gradient(top, xt)
-
+    tape_gradient = tape_gradient_fn(model, x.shape[1:])
     xt = tf.constant(x)
-    base = best_time(lambda: tape_gradient(xt).numpy(), args.repeats)
+    base = median_time(lambda: tape_gradient(xt).numpy(), args.repeats)
     print(f"VGG16 {args.size}x{args.size}, batch {args.batch}, {os.cpu_count()} CPU threads")
     print(f"{'tf.GradientTape (baseline)':30s} {args.batch / base:8.1f} img/s  ratio 1.00")
     for name in args.analyzers:
         analyzer = kp.create_analyzer(name, model, batch_size=args.batch)
-        t = best_time(lambda: analyzer.analyze(x), args.repeats)
+        t = median_time(lambda: analyzer.analyze(x), args.repeats)
         print(f"{name:30s} {args.batch / t:8.1f} img/s  ratio {base / t:.2f}")
 
 

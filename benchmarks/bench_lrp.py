@@ -12,7 +12,6 @@ is excluded for both; the median of `--repeats` runs is reported. Target: ratio 
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -21,6 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_patterns as kp  # noqa: E402
+from _common import median_time, tape_gradient_fn  # noqa: E402
 
 ANALYZERS = ("lrp.epsilon", "lrp.sequential_preset_a", "lrp.alpha_2_beta_1", "lrp.z_plus", "deep_taylor")
 
@@ -47,16 +47,6 @@ def resnet50(size, classes=10):
 MODELS = {"vgg": vgg_style, "resnet50": resnet50}
 
 
-def median_time(fn, repeats):
-    fn()  # warm-up (tracing) excluded
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, default=64, help="input side (default 64)")
@@ -72,13 +62,7 @@ def main(argv=None):
         keras.utils.set_random_seed(0)
         model = MODELS[model_name](args.size)
 
-        @tf.function
-        def tape_gradient(xt, model=model):
-            with tf.GradientTape() as tape:
-                tape.watch(xt)
-                top = tf.reduce_max(model(xt, training=False), axis=1)
-            return tape.gradient(top, xt)
-
+        tape_gradient = tape_gradient_fn(model, x.shape[1:])
         base = median_time(lambda: tape_gradient(xt).numpy(), args.repeats)
         print(f"\n{model_name}: {'tf.GradientTape (baseline)':28s} {args.batch / base:8.1f} img/s  ratio 1.00")
         for name in args.analyzers:

@@ -145,6 +145,7 @@ def _child(mode, name, n, batch):
 
 def timings(name, n, batch, n_analyze):
     import tensorflow as tf
+    from _common import tape_gradient_fn
 
     import keras_patterns as kp
 
@@ -165,13 +166,7 @@ def timings(name, n, batch, n_analyze):
     # analyze throughput vs a plain GradientTape gradient of the max logit
     xa = x[:n_analyze]
 
-    @tf.function(input_signature=[tf.TensorSpec((None,) + x.shape[1:], tf.float32)])
-    def grad(xb):
-        with tf.GradientTape() as tape:
-            tape.watch(xb)
-            out = model(xb, training=False)
-            sel = tf.reduce_max(out, axis=1)
-        return tape.gradient(sel, xb)
+    grad = tape_gradient_fn(model, x.shape[1:])
 
     def run_grad():
         for s in range(0, len(xa), batch):

@@ -13,9 +13,9 @@ from keras_patterns.graph.checks import check_relu_only
 from keras_patterns.graph.layers import KERNEL_LAYERS
 from keras_patterns.mapping import resolve
 from keras_patterns.mirror import Mirror
-from keras_patterns.patterns.data import run_pass
+from keras_patterns.patterns.computer import PatternComputer
 from keras_patterns.patterns.estimators import canonical_pattern_type
-from keras_patterns.patterns.statistics import PatternStatistics, pattern_keys
+from keras_patterns.patterns.statistics import pattern_keys
 from keras_patterns.rules.pattern import PATTERN_ATTRIBUTION, PATTERN_NET
 
 #: Per-sample signal magnitudes outside [1e-15, 1e15] make all pending backward signals rescaled.
@@ -135,7 +135,7 @@ class PatternNet(ReverseAnalyzer):
             )
         self.project_bottleneck = bool(project_bottleneck)
         self._patterns = None
-        self._statistics = None
+        self._computer = None
         super().__init__(model, **kwargs)
         self._config.update(pattern_type=pattern_type, project_bottleneck=self.project_bottleneck)
         check_relu_only(self.graph, self.name, action="warn")
@@ -218,12 +218,9 @@ class PatternNet(ReverseAnalyzer):
             ValueError: empty data, batches of the wrong shape, bad arguments.
             TypeError: data of an unsupported kind.
         """
-        if self._statistics is None:
-            self._statistics = PatternStatistics(self.graph, self.pattern_type)
-        stats = self._statistics
-        stats.reset_state()
-        run_pass(stats, data, batch_size=batch_size, steps=steps, verbose=verbose)
-        self._set_patterns(stats.result()[self.pattern_type])
+        if self._computer is None:
+            self._computer = PatternComputer(self.model, self.pattern_type, graph=self.graph)
+        self._set_patterns(self._computer.compute(data, batch_size=batch_size, steps=steps, verbose=verbose))
         return self
 
     def _state_arrays(self):
