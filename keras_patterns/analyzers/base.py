@@ -171,7 +171,11 @@ class Analyzer:
             neuron_selection, self.neuron_selection_mode, n, self.n_outputs or np.iinfo("int32").max
         )
         if self._compiled is None:
-            self._compiled = tf.function(self._analyze_batch, input_signature=self._signature())
+            # No tensor-dependent Python control flow in the reverse pass: AutoGraph would only add
+            # transpiling time (seconds on deep models).
+            self._compiled = tf.function(
+                self._analyze_batch, input_signature=self._signature(), autograph=False
+            )
         if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
             raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
         step = self._rows_per_call(batch_size or self.batch_size)

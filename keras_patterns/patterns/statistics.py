@@ -206,7 +206,7 @@ class PatternStatistics:
             tf.TensorSpec((None,) + tuple(graph.tensors[t].shape[1:]), graph.tensors[t].dtype)
             for t in graph.inputs
         ]
-        self._update = tf.function(self._update_fn, input_signature=[self._specs])
+        self._update = tf.function(self._update_fn, input_signature=[self._specs], autograph=False)
 
     @staticmethod
     def _var(shape, key, what):
