@@ -13,6 +13,7 @@ from keras_patterns import analyzers as _analyzers  # noqa: F401  (registers the
 from keras_patterns.analyzers.registry import create_analyzer, list_analyzers
 from keras_patterns.errors import (
     KerasPatternsError,
+    NonFiniteResultError,
     NotAnalyzeableModelError,
     NotFittedError,
     UnsupportedLayerError,
@@ -25,7 +26,7 @@ from keras_patterns.patterns import PatternComputer
 __version__ = "0.1.0"
 
 __all__ = [
-    "KerasPatternsError", "NotAnalyzeableModelError", "NotFittedError", "PatternComputer",
+    "KerasPatternsError", "NonFiniteResultError", "NotAnalyzeableModelError", "NotFittedError", "PatternComputer",
     "UnsupportedLayerError",
     "create_analyzer", "list_analyzers", "load_analyzer", "model_wo_softmax", "register_rule",
     "unregister_rule",

@@ -26,3 +26,17 @@ class UnsupportedLayerError(NotAnalyzeableModelError):
 
 class NotFittedError(KerasPatternsError, RuntimeError):
     """A pattern-based analyzer was used before its patterns were fitted or given."""
+
+
+class NonFiniteResultError(KerasPatternsError, ArithmeticError):
+    """The backward pass overflowed: some maps contain NaN or Inf.
+
+    Attributes:
+        samples: indices of the affected samples.
+        maps: the raw result (a list with one array per model input), for the samples that are fine.
+    """
+
+    def __init__(self, message, samples=(), maps=None):
+        super().__init__(message)
+        self.samples = list(samples)
+        self.maps = maps

@@ -2,7 +2,7 @@
 
 Picked up automatically: a newly registered analyzer is tested here without any change. Checks:
 output shapes equal input shapes, values are finite, two runs give the same maps, a batch gives the
-same maps as its samples one at a time, the user's model (weights and config) is untouched, and
+same maps as its samples one at a time (and a permuted batch the permuted maps), the user's model (weights and config) is untouched, and
 (on two models) save/load gives identical maps. A model an analyzer legitimately refuses (e.g.
 deconvnet on a tanh network) must be refused with a clear error listed in ``EXPECTED_REFUSALS``.
 """
@@ -29,20 +29,34 @@ EXTRA_KWARGS = {
     "lrp.alpha_beta": {"alpha": 2},  # iNNvestigate requires alpha or beta
 }
 
-#: (analyzer regex, model regex) -> error message regex of an expected, clear refusal.
+#: (analyzer regex, model regex) -> (error class, message regex) of an expected, clear refusal.
 EXPECTED_REFUSALS = {
-    (r"deconvnet|guided_backprop|deep_taylor.*", r"nonrelu"): r"only specified for networks with ReLU",
-    (r"smoothgrad|integrated_gradients", r"embedding"): r"needs float inputs",
+    (r"deconvnet|guided_backprop|deep_taylor.*", r"nonrelu"):
+        (kp.NotAnalyzeableModelError, r"only specified for networks with ReLU"),
+    (r"smoothgrad|integrated_gradients", r"embedding"): (ValueError, r"needs float inputs"),
+    # LRP-Z without bias on the randomly initialised MobileNetV2: the relevance grows ~10x per block
+    # (1e21 at block 7, 6e31 at block 3) and overflows float32; the analyzer says so.
+    (r"lrp.z_IB", r"mobilenetv2"): (kp.NonFiniteResultError, r"overflowed float32"),
+}
+
+#: (analyzer regex, model regex) -> reason: pairs whose maps amplify float32 rounding so much that
+#: a batch and its samples one at a time (different conv kernels for different batch sizes, forward
+#: differences ~1e-6) differ beyond 1e-5 of the max. Independence of the samples is still checked
+#: strictly there, with a permuted batch of the same size.
+ILL_CONDITIONED = {
+    (r"lrp.w_square", r"resnet50"): "LRP's proportional rule at Add layers divides by x_a + x_b, "
+    "which is near 0 at conv5_block2_add/conv4_block4_add of the random ResNet50: forward "
+    "differences of 1e-6 become 1e-2 (measured)",
 }
 
 #: Analyzers whose maps depend on the sample's position in the batch by design.
 POSITION_DEPENDENT = {"random"}
 
 
-def _refusal(name, model_name):
-    for (a_re, m_re), msg in EXPECTED_REFUSALS.items():
+def _lookup(table, name, model_name):
+    for (a_re, m_re), value in table.items():
         if re.fullmatch(a_re, name) and re.fullmatch(m_re, model_name):
-            return msg
+            return value
     return None
 
 
@@ -71,9 +85,9 @@ def run_contract(name, model_name, tmp_path, save_load, n=3):
     x = zoo.inputs_for(model, n=n, seed=1)
     before = _snapshot(model)
     kwargs = dict(EXTRA_KWARGS.get(name, {}))
-    refusal = _refusal(name, model_name)
+    refusal = _lookup(EXPECTED_REFUSALS, name, model_name)
     if refusal:
-        with pytest.raises(kp.KerasPatternsError if "ReLU" in refusal else ValueError, match=refusal):
+        with pytest.raises(refusal[0], match=refusal[1]):
             a = kp.create_analyzer(name, model, **kwargs)
             if a.needs_fitting:
                 a.fit(zoo.inputs_for(model, n=16, seed=2), verbose=0)
@@ -92,9 +106,15 @@ def run_contract(name, model_name, tmp_path, save_load, n=3):
     for m, m2 in zip(maps, again):
         np.testing.assert_array_equal(m, m2)
     if name not in POSITION_DEPENDENT:
-        singles = [_as_list(analyzer.analyze(_take(x, i))) for i in range(n)]
-        for k, m in enumerate(maps):
-            _close(np.concatenate([s[k] for s in singles]), m)
+        # samples are independent: a permuted batch gives the permuted maps
+        order = np.arange(n)[::-1]
+        permuted = _as_list(analyzer.analyze([v[order] for v in x] if isinstance(x, list) else x[order]))
+        for m, p in zip(maps, permuted):
+            _close(p[order], m)
+        if not _lookup(ILL_CONDITIONED, name, model_name):
+            singles = [_as_list(analyzer.analyze(_take(x, i))) for i in range(n)]
+            for k, m in enumerate(maps):
+                _close(np.concatenate([s[k] for s in singles]), m)
     if save_load:
         path = tmp_path / "analyzer.kpa"
         analyzer.save(str(path))

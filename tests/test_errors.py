@@ -152,3 +152,29 @@ def test_wrapper_argument_errors(mlp):
 def test_fit_on_analyzer_without_fitting_warns(analyzer):
     with pytest.warns(UserWarning, match="needs no fitting"):
         assert analyzer.fit(np.zeros((2, 10))) is analyzer
+
+
+def test_non_finite_maps_raise_naming_the_samples():
+    import tensorflow as tf
+
+    from keras_patterns.rules import Rule
+
+    class Blow(keras.layers.Layer):
+        def call(self, x):
+            return 1.0 * x
+
+    def backward(ctx, rs):  # overflows for samples whose input exceeds 10
+        (x,) = ctx.xs
+        return [rs[0] * tf.where(x > 10, tf.constant(np.inf, x.dtype), tf.ones_like(x))]
+
+    inp = keras.Input((2,))
+    model = keras.Model(inp, keras.layers.Dense(1)(Blow()(inp)))
+    kp.register_rule(Blow, Rule("blow", backward))
+    try:
+        x = np.array([[1, 2], [30, 1], [1, 1]], "float32")
+        with pytest.raises(kp.NonFiniteResultError, match=r"NaN/Inf maps for samples \[1\]") as info:
+            kp.create_analyzer("gradient", model).analyze(x)
+        assert info.value.samples == [1]
+        np.testing.assert_allclose(info.value.maps[0][[0, 2]], np.tile(model.layers[-1].get_weights()[0][:, 0], (2, 1)))
+    finally:
+        kp.unregister_rule(Blow)

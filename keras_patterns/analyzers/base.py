@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from keras_patterns import selection
 from keras_patterns.canonizers import canonize
+from keras_patterns.errors import NonFiniteResultError
 from keras_patterns.graph import walk
 from keras_patterns.graph.checks import check_no_softmax, check_single_output
 from keras_patterns.mapping import resolve
@@ -189,7 +190,23 @@ class Analyzer:
             results = [np.zeros_like(a, dtype="float32") for a in xs]
         else:
             results = [np.concatenate([c[i] for c in chunks], axis=0) for i in range(len(xs))]
+        self._check_finite(results)
         return results[0] if len(results) == 1 else results
+
+    def _check_finite(self, results):
+        bad = sorted({
+            int(i) for r in results
+            for i in np.nonzero(~np.isfinite(r.reshape(len(r), -1)).all(axis=1))[0]
+        })
+        if bad:
+            raise NonFiniteResultError(
+                f"{self.name} produced NaN/Inf maps for samples {bad}: the backward signal "
+                "overflowed float32. Rules that divide by unstabilized pre-activations (LRP-Z, "
+                "W**2, Flat, proportional splits at Add layers) can blow up on deep networks; a "
+                "stabilized rule such as lrp.epsilon with epsilon=0.1, or lrp.alpha_1_beta_0, "
+                "avoids this. The maps of the other samples are in this error's `maps`.",
+                samples=bad, maps=results,
+            )
 
 
 class ReverseAnalyzer(Analyzer):
