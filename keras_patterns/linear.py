@@ -45,10 +45,6 @@ def apply_kernel(layer, x, kernel):
     )
 
 
-def kernel_of(layer):
-    return layer.kernel
-
-
 def bias_of(layer):
     """The layer's bias variable, or None."""
     return layer.bias if getattr(layer, "use_bias", False) else None

@@ -1,6 +1,5 @@
 """Analyzer base classes: model checks, input validation, batching, the compiled reverse pass."""
 
-import json
 import warnings
 
 import numpy as np
@@ -273,7 +272,3 @@ def check_postprocess(postprocess):
             f"`postprocess` must be None, 'abs' or 'square'. Received: postprocess={postprocess!r}"
         )
     return postprocess
-
-
-def dumps_config(config):
-    return json.dumps(config, sort_keys=True)

@@ -62,8 +62,3 @@ def is_functional(model):
     return isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth") and hasattr(
         model, "_operations"
     )
-
-
-def layer_input_shape(node):
-    """Static shapes of a node's symbolic inputs, as tuples."""
-    return [tuple(t.shape) for t in node_input_tensors(node)]

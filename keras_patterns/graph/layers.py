@@ -80,7 +80,3 @@ def is_rectifier(layer):
     if isinstance(layer, L.ReLU):
         return not layer.negative_slope
     return isinstance(layer, L.Activation) and layer_activation(layer) == "relu6"
-
-
-def is_kernel_layer(layer):
-    return isinstance(layer, KERNEL_LAYERS)
