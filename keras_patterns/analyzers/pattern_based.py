@@ -203,20 +203,11 @@ class PatternNet(ReverseAnalyzer):
     def fit(self, data, batch_size=32, steps=None, verbose="auto"):
         """Fits the patterns in one streaming pass over ``data`` (in inference mode).
 
-        Args:
-            data: a NumPy array (list/dict of arrays for several inputs), a ``tf.data.Dataset``, a
-                ``keras.utils.PyDataset`` or a Python generator yielding ``x``, ``(x, y)`` or
-                ``(x, y, sample_weight)`` batches.
-            batch_size: samples per batch for array data. Defaults to `32`.
-            steps: number of batches to use (bounds an endless generator). Defaults to `None`.
-            verbose: ``"auto"``, 0, 1 or 2 as in ``model.fit``. Defaults to `"auto"`.
+        Arguments and errors are those of :meth:`keras_patterns.PatternComputer.compute` (arrays,
+        ``tf.data.Dataset``, ``PyDataset`` or generators; ``batch_size``, ``steps``, ``verbose``).
 
         Returns:
             The analyzer (fitted), so ``create_analyzer(...).fit(x).analyze(x)`` works.
-
-        Raises:
-            ValueError: empty data, batches of the wrong shape, bad arguments.
-            TypeError: data of an unsupported kind.
         """
         if self._computer is None:
             self._computer = PatternComputer(self.model, self.pattern_type, graph=self.graph)
