@@ -260,6 +260,26 @@ def cached(name):
     return _CACHE[name]
 
 
+_CACHE64 = {}
+
+
+def cached_float64(name):
+    """A float64 twin of ``cached(name)``: the same architecture built under the ``"float64"`` dtype
+    policy, holding the float32 model's weights exactly (float32 -> float64 is exact)."""
+    if name not in _CACHE64:
+        model = cached(name)
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("float64")
+        try:
+            keras.utils.set_random_seed(0)
+            twin = {**ZOO, **SLOW_ZOO}[name]()
+        finally:
+            keras.config.set_dtype_policy(previous)
+        twin.set_weights([w.astype("float64") for w in model.get_weights()])
+        _CACHE64[name] = twin
+    return _CACHE64[name]
+
+
 def inputs_for(model, n=3, seed=0):
     """Deterministic inputs for a model: standard normal floats, token ids for int inputs."""
     rng = np.random.default_rng(seed)
