@@ -7,6 +7,7 @@ SAME/VALID/causal padding and groups, DepthwiseConv1D/2D, Dense on inputs of any
 """
 
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from keras_patterns.graph.layers import CONV, DENSE, DEPTHWISE, KERNEL_LAYERS
@@ -64,17 +65,137 @@ def channels_last(layer):
     return getattr(layer, "data_format", "channels_last") != "channels_first"
 
 
-def kernel_matrix_shape(layer):
+def kernel_matrix_shape(params):
     """(D, C): kernel reshaped so that column j holds the weights of output unit j.
 
     For Dense and ConvND the last kernel axis indexes output units; for DepthwiseConvND the last two
     axes (input channel, multiplier) flattened in C order give the output channel, as Keras orders
     them; in both cases a C-order reshape of the kernel gives the right columns.
+
+    Args:
+        params: the node's :class:`LinearParams`.
     """
-    shape = tuple(layer.kernel.shape)
-    if isinstance(layer, DEPTHWISE):
+    shape = params.kernel_shape
+    if params.depthwise:
         return int(np.prod(shape[:-2])), int(shape[-2] * shape[-1])
     return int(np.prod(shape[:-1])), int(shape[-1])
+
+
+class LinearParams:
+    """A live view of the kernel and bias of one linear node of the canonized graph.
+
+    Nothing is copied: :meth:`kernel` and :meth:`bias` read the user's variables each time they are
+    called (inside a ``tf.function`` they are traced once and then follow every weight change
+    without retracing). Canonizers compose views: a BatchNormalization folded into a kernel layer
+    gives ``kernel() = W * s`` and ``bias() = s * (b - mean) + beta`` with
+    ``s = gamma / sqrt(var + eps)``, all computed from the layers' current variables.
+
+    Args:
+        kernel: ``kernel() -> tensor`` of shape ``kernel_shape``.
+        bias: ``bias() -> tensor`` (one value per output unit) or None for no bias.
+        kernel_shape: the kernel's static shape.
+        depthwise: whether the kernel is a depthwise kernel (the last two axes form the unit).
+        dtype: the variables' dtype (e.g. ``"float32"``, also under a mixed precision policy).
+    """
+
+    def __init__(self, kernel, bias, kernel_shape, depthwise=False, dtype="float32"):
+        self._kernel = kernel
+        self._bias = bias
+        self.kernel_shape = tuple(int(d) for d in kernel_shape)
+        self.depthwise = bool(depthwise)
+        self.dtype = str(dtype)
+
+    @property
+    def has_bias(self):
+        return self._bias is not None
+
+    def kernel(self):
+        """The current kernel (a tensor)."""
+        return tf.convert_to_tensor(self._kernel())
+
+    def bias(self):
+        """The current bias (a tensor), or None."""
+        return None if self._bias is None else tf.convert_to_tensor(self._bias())
+
+    @property
+    def n_units(self):
+        """The number of output units C."""
+        return kernel_matrix_shape(self)[1]
+
+    @classmethod
+    def of_layer(cls, layer):
+        """The view of a Dense/ConvND/DepthwiseConvND layer's own ``kernel`` and ``bias``."""
+        if not isinstance(layer, KERNEL_LAYERS):
+            raise TypeError(
+                f"LinearParams.of_layer expects one of {[c.__name__ for c in KERNEL_LAYERS]}. "
+                f"Received: {type(layer).__name__} ({layer.name})"
+            )
+        bias = (lambda: layer.bias) if getattr(layer, "use_bias", False) else None
+        return cls(
+            lambda: layer.kernel, bias, tuple(layer.kernel.shape),
+            depthwise=isinstance(layer, DEPTHWISE), dtype=layer.variable_dtype or "float32",
+        )
+
+    def scaled(self, scale, offset):
+        """The view of this layer followed by an element-wise affine map ``scale * z + offset``
+        on its output units (BatchNormalization folding); ``scale()``/``offset()`` are live."""
+        base = self
+
+        def kernel():
+            k = base.kernel()
+            s = tf.cast(scale(), k.dtype)
+            if base.depthwise:
+                s = tf.reshape(s, base.kernel_shape[-2:])
+            return k * s
+
+        def bias():
+            s = scale()
+            b = offset()
+            if base.has_bias:
+                b = b + s * tf.cast(base.bias(), s.dtype)
+            return tf.cast(b, base.dtype)
+
+        return LinearParams(kernel, bias, self.kernel_shape, self.depthwise, self.dtype)
+
+
+def node_params(node):
+    """The :class:`LinearParams` of a kernel node: the canonizer's view, or the layer's own."""
+    params = getattr(node, "params", None)
+    return params if params is not None else LinearParams.of_layer(node.layer)
+
+
+def linear_fn(layer, params):
+    """A graph-node function computing ``apply_kernel(layer, x, kernel()) + bias()`` from live
+    parameters, in the layer's compute dtype (as the layer itself would)."""
+
+    def fn(xs):
+        x = xs[0]
+        dtype = layer.compute_dtype or x.dtype
+        if x.dtype != dtype:
+            x = tf.cast(x, dtype)
+        z = apply_kernel(layer, x, tf.cast(params.kernel(), dtype))
+        bias = params.bias()
+        return [add_bias(layer, z, None if bias is None else tf.cast(bias, dtype))]
+
+    return fn
+
+
+def batchnorm_scale_offset(layer):
+    """Live ``(scale, offset)`` functions of a BatchNormalization layer's inference-time map
+    ``y = scale * x + offset``, with ``scale = gamma / sqrt(var + eps)`` and
+    ``offset = beta - scale * mean``, in the layer's variable dtype."""
+
+    def scale():
+        var = tf.convert_to_tensor(layer.moving_variance)
+        s = 1.0 / tf.sqrt(var + tf.constant(layer.epsilon, var.dtype))
+        return s * tf.convert_to_tensor(layer.gamma) if layer.scale else s
+
+    def offset():
+        mean = tf.convert_to_tensor(layer.moving_mean)
+        o = -scale() * mean
+        return o + tf.convert_to_tensor(layer.beta) if layer.center else o
+
+    return scale, offset
 
 
 def batchnorm_affine(layer):

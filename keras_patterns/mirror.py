@@ -25,10 +25,12 @@ class Mirror:
         self.graph = graph
         self.plan = plan
         self.state = state
-        self.prepared = {
-            node.name: (plan[node.name].prepare(node, state) if plan[node.name].prepare else {})
-            for node in graph.nodes
-        }
+
+    def prepare(self, node):
+        """What the node's rule derives from the live weights (W+, W*A, ...), computed in the
+        traced function, so it follows every weight change without retracing."""
+        rule = self.plan[node.name]
+        return rule.prepare(node, self.state) if rule.prepare else {}
 
     def forward(self, inputs):
         """Runs the forward pass, recording each node. Returns (values, tapes)."""
@@ -65,7 +67,7 @@ class Mirror:
             ys = [values[t] for t in node.outputs]
             rs = [tf.zeros_like(y) if r is None else r for r, y in zip(rs, ys)]
             xs = [values[t] for t in node.inputs]
-            ctx = NodeContext(node, xs, ys, tapes.get(node.name), self.prepared[node.name], self.state)
+            ctx = NodeContext(node, xs, ys, tapes.get(node.name), self.prepare(node), self.state)
             r_ins = self.plan[node.name].backward(ctx, rs)
             for t, r in zip(node.inputs, r_ins):
                 if r is None:

@@ -20,21 +20,20 @@ def _strip(model):
         return None
     if isinstance(layer, (keras.layers.Activation, keras.layers.Softmax)):
         return inp
-    config = layer.get_config()
-    config["activation"] = "linear"
-    clone = type(layer).from_config(config)
-    new_out = clone(inp)
-    clone.set_weights(layer.get_weights())
-    return new_out
+    # A linear twin of the last layer computing with its very variables: the logits model follows
+    # every later weight change of ``model`` (training, set_weights), and nothing is copied.
+    return ki.shared_clone(layer, activation="linear")(inp)
 
 
 def model_wo_softmax(model):
     """Returns a copy of ``model`` whose final softmax is removed (the output are the logits).
 
     The last layer is re-created without its softmax (a Dense/Conv layer with
-    ``activation="softmax"`` becomes linear with a copy of its weights; an ``Activation("softmax")``
-    or ``Softmax`` layer is dropped). All other layers are shared with ``model``, which is not
-    modified. Nested models ending in a softmax are handled.
+    ``activation="softmax"`` becomes a linear layer that shares that layer's variables; an
+    ``Activation("softmax")`` or ``Softmax`` layer is dropped). All other layers are shared with
+    ``model``, which is not modified. No weight is copied: the logits model always computes with
+    ``model``'s current weights, also after ``model`` has been trained further. Nested models
+    ending in a softmax are handled.
 
     Args:
         model: a Functional or Sequential Keras model with one output.

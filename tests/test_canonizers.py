@@ -9,6 +9,7 @@ import pytest
 import zoo
 from keras_patterns.canonizers import canonize, fold_batchnorm, split_activations, split_separable
 from keras_patterns.graph import walk
+from keras_patterns.linear import node_params
 
 
 def _snapshot(model):
@@ -67,12 +68,14 @@ def test_batchnorm_folding_structure_and_affine_map():
     conv = graph.node(orig_conv.name)
     gamma, beta, mean, var = [w.astype("float64") for w in bn.get_weights()]
     s = gamma / np.sqrt(var + bn.epsilon)
-    np.testing.assert_allclose(conv.layer.kernel.numpy(), orig_conv.kernel.numpy() * s, rtol=1e-6)
+    params = node_params(conv)
+    np.testing.assert_allclose(params.kernel().numpy(), orig_conv.kernel.numpy() * s, rtol=1e-6)
     np.testing.assert_allclose(
-        conv.layer.bias.numpy(), s * (orig_conv.bias.numpy() - mean) + beta, rtol=1e-5, atol=1e-6
+        params.bias().numpy(), s * (orig_conv.bias.numpy() - mean) + beta, rtol=1e-5, atol=1e-6
     )
     assert conv.folded == (bn.name,)
     assert conv.layer is not orig_conv
+    assert not conv.layer.built and not conv.layer.weights  # a config copy: no weight is copied
 
 
 def test_batchnorm_folding_without_scale_and_center():
@@ -84,7 +87,8 @@ def test_batchnorm_folding_without_scale_and_center():
     bn.set_weights([np.full(4, 0.5, "float32"), np.full(4, 4.0, "float32")])
     graph = _check_equal_and_untouched(model, [canonize])
     assert [n.class_name for n in graph.nodes] == ["Dense"]
-    np.testing.assert_allclose(graph.nodes[0].layer.bias.numpy(), -0.5 / np.sqrt(4.0 + bn.epsilon), rtol=1e-6)
+    np.testing.assert_allclose(node_params(graph.nodes[0]).bias().numpy(), -0.5 / np.sqrt(4.0 + bn.epsilon),
+                               rtol=1e-6)
 
 
 def test_separable_split_structure():

@@ -2,8 +2,10 @@
 
 Picked up automatically: a newly registered analyzer is tested here without any change. Checks:
 output shapes equal input shapes, values are finite, two runs give the same maps, a batch gives the
-same maps as its samples one at a time (and a permuted batch the permuted maps), the user's model (weights and config) is untouched, and
-(on two models) save/load gives identical maps. A model an analyzer legitimately refuses (e.g.
+same maps as its samples one at a time (and a permuted batch the permuted maps), the user's model
+(weights and config) is untouched, (on two models) save/load gives identical maps, and (on the small
+zoo) the analyzer follows the model's weights: after ``set_weights`` and a training step, the
+reused analyzer (re-fitted for pattern methods) equals a freshly built one, with no retracing. A model an analyzer legitimately refuses (e.g.
 deconvnet on a tanh network) must be refused with a clear error listed in ``EXPECTED_REFUSALS``.
 """
 
@@ -91,8 +93,48 @@ def _check_batch_equals_singles(analyzer, x, n, batch=None):
         _close(np.concatenate([s[k] for s in singles]), m)
 
 
-def run_contract(name, model_name, tmp_path, save_load, n=3, float64_consistency=False):
-    model = zoo.cached(model_name)
+def perturb_weights(model, x, seed=0):
+    """Changes every weight: ``set_weights`` with new random values (each scaled by U(0.5, 1.5),
+    keeping signs and positive variances), then one eager SGD step on the squared output in
+    training mode (which also moves the BatchNormalization statistics)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    model.set_weights([w * rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) for w in model.get_weights()])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(model(x, training=True)))
+    variables = model.trainable_variables
+    for v, g in zip(variables, tape.gradient(loss, variables)):
+        if g is not None:
+            v.assign_sub(0.01 * tf.convert_to_tensor(g))
+
+
+def _check_follows_weights(name, analyzer, model, x, kwargs, fit_x):
+    """After the weights change, the reused analyzer (re-fitted, for pattern methods) equals a
+    freshly built one, and nothing was traced a second time."""
+    before = _as_list(analyzer.analyze(x))
+    perturb_weights(model, x)
+    if analyzer.needs_fitting:
+        assert analyzer.patterns_outdated
+        analyzer.fit(fit_x, batch_size=8, verbose=0)
+        assert analyzer._computer.statistics._update.experimental_get_tracing_count() == 1
+    after = _as_list(analyzer.analyze(x))
+    fresh = kp.create_analyzer(name, model, **kwargs)
+    if fresh.needs_fitting:
+        fresh.fit(fit_x, batch_size=8, verbose=0)
+    for a, f in zip(after, _as_list(fresh.analyze(x))):
+        _close(a, f)
+    if getattr(analyzer, "_compiled", None) is not None:
+        assert analyzer._compiled.experimental_get_tracing_count() == 1
+    nonzero = any(np.any(m != 0) for m in after + before)
+    if nonzero and name not in ("input", "random"):
+        assert any(not np.array_equal(a, b) for a, b in zip(after, before)), "maps ignore the weights"
+
+
+def run_contract(name, model_name, tmp_path, save_load, n=3, float64_consistency=False,
+                 follow_weights=False):
+    # A model of its own when its weights will be changed; the shared one otherwise.
+    model = zoo.build(model_name) if follow_weights else zoo.cached(model_name)
     x = zoo.inputs_for(model, n=n, seed=1)
     before = _snapshot(model)
     kwargs = dict(EXTRA_KWARGS.get(name, {}))
@@ -105,8 +147,9 @@ def run_contract(name, model_name, tmp_path, save_load, n=3, float64_consistency
             a.analyze(x)
         return
     analyzer = kp.create_analyzer(name, model, **kwargs)
+    fit_x = zoo.inputs_for(model, n=16, seed=2)
     if analyzer.needs_fitting:
-        analyzer.fit(zoo.inputs_for(model, n=16, seed=2), batch_size=8, verbose=0)
+        analyzer.fit(fit_x, batch_size=8, verbose=0)
     maps = _as_list(analyzer.analyze(x))
     xs = _as_list(x)
     assert len(maps) == len(xs)
@@ -138,12 +181,15 @@ def run_contract(name, model_name, tmp_path, save_load, n=3, float64_consistency
     assert len(after[1]) == len(before[1])
     for w0, w1 in zip(before[1], after[1]):
         np.testing.assert_array_equal(w0, w1)
+    if follow_weights:
+        _check_follows_weights(name, analyzer, model, x, kwargs, fit_x)
 
 
 @pytest.mark.parametrize("model_name", sorted(zoo.ZOO))
 @pytest.mark.parametrize("name", ANALYZERS)
 def test_contract(name, model_name, tmp_path):
-    run_contract(name, model_name, tmp_path, save_load=model_name in ("dense_mlp", "residual"))
+    run_contract(name, model_name, tmp_path, save_load=model_name in ("dense_mlp", "residual"),
+                 follow_weights=True)
 
 
 @pytest.mark.slow

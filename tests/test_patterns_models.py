@@ -7,6 +7,7 @@ import pytest
 import keras_patterns as kp
 import zoo
 from keras_patterns.graph.layers import is_relu
+from keras_patterns.linear import node_params
 from keras_patterns.patterns.statistics import mask_source
 
 L = keras.layers
@@ -22,9 +23,9 @@ def test_pattern_analyzers_run_on_zoo_models(model_name):
     pats = kp.PatternComputer(model, "relu").compute(fit_x, batch_size=8, verbose=0)
     a = kp.create_analyzer("pattern.net", model, patterns=pats)
     for key, p in pats.items():
-        layer = a.graph.node(key).layer if key in [n.name for n in a.graph.nodes] else None
-        if layer is not None:
-            assert p.shape == tuple(layer.kernel.shape), key
+        node = a.graph.node(key) if key in [n.name for n in a.graph.nodes] else None
+        if node is not None:
+            assert p.shape == node_params(node).kernel_shape, key
     for name in ("pattern.net", "pattern.attribution"):
         maps = kp.create_analyzer(name, model, patterns=pats).analyze(x)
         maps = maps if isinstance(maps, list) else [maps]

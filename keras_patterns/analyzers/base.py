@@ -6,10 +6,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_patterns import selection
-from keras_patterns.canonizers import canonize
+from keras_patterns.canonizers import prepare_graph
 from keras_patterns.errors import NonFiniteResultError
-from keras_patterns.graph import walk
-from keras_patterns.graph.checks import check_no_softmax, check_single_output
+from keras_patterns.graph.checks import check_no_softmax
 from keras_patterns.mapping import resolve
 from keras_patterns.mirror import Mirror
 
@@ -41,8 +40,7 @@ class Analyzer:
             raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
         self.batch_size = int(batch_size)
         self._config = {"neuron_selection_mode": neuron_selection_mode, "batch_size": int(batch_size)}
-        self.graph = canonize(walk(model), fold_bn=True)
-        check_single_output(model, self.graph)
+        self.graph = prepare_graph(model)
         check_no_softmax(self.graph)
         self._input_specs = [
             (tuple(self.graph.tensors[t].shape), self.graph.tensors[t].dtype) for t in self.graph.inputs

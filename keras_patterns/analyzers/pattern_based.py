@@ -9,8 +9,10 @@ from keras_patterns import selection
 from keras_patterns.analyzers.base import ReverseAnalyzer
 from keras_patterns.analyzers.registry import register
 from keras_patterns.errors import NotFittedError
+from keras_patterns.fingerprint import WeightsFingerprint
 from keras_patterns.graph.checks import check_relu_only
 from keras_patterns.graph.layers import KERNEL_LAYERS
+from keras_patterns.linear import node_params
 from keras_patterns.mapping import resolve
 from keras_patterns.mirror import Mirror
 from keras_patterns.patterns.computer import PatternComputer
@@ -95,6 +97,14 @@ class PatternNet(ReverseAnalyzer):
     BatchNormalization directly after a kernel layer is folded into it (kernel ``W * s``), and that
     layer's pattern is the pattern of the folded layer (``A / s`` in terms of the unfolded one).
 
+    What the analyzer holds: its configuration and the fitted patterns, nothing else. Every
+    :meth:`analyze` computes with the model's current weights (PatternAttribution's ``W * A`` uses
+    the live W), but the patterns stay as fitted until :meth:`fit` is called again: after the
+    model has trained, a fitted analyzer explains the new weights with the old patterns. The
+    analyzer records a fingerprint of the weights when its patterns are set, and :meth:`analyze`
+    warns once when the weights have changed since (``analyzer.patterns_outdated`` tells too).
+    Re-fitting reuses the compiled statistics pass and the compiled reverse pass (no retracing).
+
     Args:
         model: a Keras model without softmax.
         patterns: optional patterns: a dict ``{layer_name: array shaped like the kernel}`` (as
@@ -134,8 +144,11 @@ class PatternNet(ReverseAnalyzer):
                 f"`project_bottleneck` must be True or False. Received: project_bottleneck={project_bottleneck!r}"
             )
         self.project_bottleneck = bool(project_bottleneck)
-        self._patterns = None
+        self._patterns = None  # {key: tf.Variable}, created by the first _set_patterns
         self._computer = None
+        self._fingerprint = None
+        self._fitted_fingerprint = None
+        self._warned_outdated = False
         super().__init__(model, **kwargs)
         self._config.update(pattern_type=pattern_type, project_bottleneck=self.project_bottleneck)
         check_relu_only(self.graph, self.name, action="warn")
@@ -143,13 +156,13 @@ class PatternNet(ReverseAnalyzer):
             self._set_patterns(patterns)
 
     # ---------------------------------------------------------------------------------- patterns
-    def _kernel_layers(self):
-        """``{key: canonized kernel layer}`` in graph order."""
+    def _kernel_params(self):
+        """``{key: LinearParams}`` of the canonized kernel layers, in graph order."""
         keys = pattern_keys(self.graph)
         out = {}
         for node in self.graph.nodes:
             if node.name in keys:
-                out.setdefault(keys[node.name], node.layer)
+                out.setdefault(keys[node.name], node_params(node))
         return out
 
     @property
@@ -157,11 +170,22 @@ class PatternNet(ReverseAnalyzer):
         """The patterns, ``{layer_name: array shaped like the layer's kernel}`` (None before fitting)."""
         if self._patterns is None:
             return None
-        return {k: v.copy() for k, v in self._patterns.items()}
+        return {k: v.numpy() for k, v in self._patterns.items()}
+
+    @property
+    def patterns_outdated(self):
+        """True when the model's weights changed since the patterns were fitted (or set).
+
+        The check compares a fingerprint of a few fixed entries of every weight (see
+        :class:`keras_patterns.fingerprint.WeightsFingerprint`). None before fitting.
+        """
+        if self._fitted_fingerprint is None:
+            return None
+        return not np.array_equal(self._fitted_fingerprint, self._fingerprint())
 
     def _set_patterns(self, patterns):
-        layers = self._kernel_layers()
-        keys = list(layers)
+        params = self._kernel_params()
+        keys = list(params)
         if isinstance(patterns, (list, tuple)):
             if len(patterns) != len(keys):
                 raise ValueError(
@@ -175,7 +199,7 @@ class PatternNet(ReverseAnalyzer):
                 f"order. Received: {type(patterns).__name__}"
             )
         missing = [k for k in keys if k not in patterns]
-        unknown = [k for k in patterns if k not in layers]
+        unknown = [k for k in patterns if k not in params]
         if missing or unknown:
             raise ValueError(
                 f"`patterns` must have exactly one entry per kernel layer, expected keys {keys}. "
@@ -183,9 +207,8 @@ class PatternNet(ReverseAnalyzer):
             )
         out = {}
         for key in keys:
-            layer = layers[key]
             arr = np.asarray(patterns[key])
-            expected = tuple(layer.kernel.shape)
+            expected = params[key].kernel_shape
             if arr.shape != expected:
                 raise ValueError(
                     f"The pattern of layer {key!r} must be shaped like its kernel {expected}. "
@@ -196,9 +219,22 @@ class PatternNet(ReverseAnalyzer):
                     f"The pattern of layer {key!r} must be finite numbers. Received: dtype {arr.dtype}"
                     + (" with NaN/Inf entries" if arr.dtype.kind == "f" else "")
                 )
-            out[key] = arr.astype(np.dtype(layer.kernel.dtype))
-        self._patterns = out
-        self._build_mirror()
+            out[key] = arr.astype(np.dtype(params[key].dtype))
+        if self._patterns is None:
+            # The analyzer's own state: variables, so that re-fitting needs no retracing.
+            self._patterns = {
+                key: tf.Variable(a, trainable=False, name="pattern_" + "".join(
+                    c if c.isalnum() else "_" for c in key))
+                for key, a in out.items()
+            }
+            self._build_mirror()
+        else:
+            for key, a in out.items():
+                self._patterns[key].assign(a)
+        if self._fingerprint is None:
+            self._fingerprint = WeightsFingerprint(self.model)
+        self._fitted_fingerprint = self._fingerprint()
+        self._warned_outdated = False
 
     def fit(self, data, batch_size=32, steps=None, verbose="auto"):
         """Fits the patterns in one streaming pass over ``data`` (in inference mode).
@@ -215,7 +251,7 @@ class PatternNet(ReverseAnalyzer):
         return self
 
     def _state_arrays(self):
-        return {} if self._patterns is None else dict(self._patterns)
+        return {} if self._patterns is None else self.patterns
 
     def _load_state_arrays(self, arrays):
         if arrays:
@@ -239,6 +275,13 @@ class PatternNet(ReverseAnalyzer):
                 f"Analyzer {self.name!r} has no patterns yet: call analyzer.fit(data) first, or pass "
                 f"patterns=... to create_analyzer({self.name!r}, model, patterns=...). Received: an "
                 "unfitted analyzer."
+            )
+        if not self._warned_outdated and self.patterns_outdated:
+            self._warned_outdated = True
+            warnings.warn(
+                f"{self.name}: the model's weights changed since the patterns were fitted; the maps "
+                "use the current weights with the old patterns. Call analyzer.fit(data) again to "
+                "re-fit them (this warning is shown once per fit).", stacklevel=2,
             )
         maps = super().analyze(x, neuron_selection=neuron_selection, batch_size=batch_size)
         saturated = sorted({

@@ -7,6 +7,11 @@ same function; none of them touches the user's model (modified layers are fresh 
 from keras_patterns.canonizers.activation import split_activations
 from keras_patterns.canonizers.batchnorm import fold_batchnorm
 from keras_patterns.canonizers.separable import split_separable
+from keras_patterns.graph import walk
+from keras_patterns.graph.checks import check_single_output
+
+#: The canonizers every analyzer and the pattern fitting apply, in order.
+DEFAULT_CANONIZERS = (split_separable, split_activations, fold_batchnorm)
 
 
 def canonize(graph, fold_bn=True):
@@ -19,11 +24,35 @@ def canonize(graph, fold_bn=True):
     Returns:
         An equivalent graph.
     """
-    graph = split_separable(graph)
-    graph = split_activations(graph)
-    if fold_bn:
-        graph = fold_batchnorm(graph)
+    canonizers = DEFAULT_CANONIZERS if fold_bn else DEFAULT_CANONIZERS[:-1]
+    for canonizer in canonizers:
+        graph = canonizer(graph)
     return graph
 
 
-__all__ = ["canonize", "fold_batchnorm", "split_activations", "split_separable"]
+def prepare_graph(model, canonizers=DEFAULT_CANONIZERS):
+    """The one path from a model to the canonized graph that analyzers and pattern fitting use
+    (so that their node names and pattern keys always agree).
+
+    Args:
+        model: a Functional or Sequential Keras model with one output (never modified).
+        canonizers: graph -> graph functions applied in order. Defaults to
+            :data:`DEFAULT_CANONIZERS` (separable split, activation split, BatchNorm folding).
+
+    Returns:
+        A :class:`~keras_patterns.graph.Graph` whose nodes compute with the model's live weights.
+
+    Raises:
+        NotAnalyzeableModelError: a model that cannot be walked, or one with several outputs.
+    """
+    graph = walk(model)
+    for canonizer in canonizers:
+        graph = canonizer(graph)
+    check_single_output(model, graph)
+    return graph
+
+
+__all__ = [
+    "DEFAULT_CANONIZERS", "canonize", "fold_batchnorm", "prepare_graph", "split_activations",
+    "split_separable",
+]

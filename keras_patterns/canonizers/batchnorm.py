@@ -1,15 +1,8 @@
 """Canonizer: fold BatchNormalization into the preceding kernel layer."""
 
-import numpy as np
-
-from keras_patterns.canonizers.clone import clone_layer, node_fn
-from keras_patterns.graph.layers import (
-    DEPTHWISE,
-    KERNEL_LAYERS,
-    NORMALIZATION,
-    activation_name,
-)
-from keras_patterns.linear import batchnorm_affine, channels_last
+from keras_patterns.canonizers.clone import config_clone
+from keras_patterns.graph.layers import KERNEL_LAYERS, NORMALIZATION, activation_name
+from keras_patterns.linear import batchnorm_scale_offset, channels_last, linear_fn, node_params
 
 
 def _foldable(graph, bn_node):
@@ -35,9 +28,11 @@ def _foldable(graph, bn_node):
 
 def fold_batchnorm(graph):
     """Returns a graph where each BatchNormalization directly after a linear kernel layer (whose
-    output feeds nothing else) is folded into a clone of that layer.
+    output feeds nothing else) is folded into that layer's node.
 
-    With s = gamma / sqrt(var + eps): W' = W * s (per output unit), b' = s * (b - mean) + beta.
+    With s = gamma / sqrt(var + eps): W' = W * s (per output unit), b' = s * (b - mean) + beta,
+    computed from the live variables of both layers at every call (nothing is copied). The node's
+    layer becomes an unbuilt configuration copy with ``use_bias=True``.
     BatchNormalization layers that cannot be folded (after an activation, an Add, or on a
     channels_first axis) stay as stand-alone element-wise affine layers.
     """
@@ -50,23 +45,11 @@ def fold_batchnorm(graph):
         if producer is None:
             continue
         layer = producer.layer
-        scale, offset = batchnorm_affine(bn_node.layer)
-        kernel = np.asarray(layer.kernel, dtype="float64")
-        if isinstance(layer, DEPTHWISE):
-            kernel = kernel * scale.reshape(kernel.shape[-2:])
-        else:
-            kernel = kernel * scale
-        bias = np.asarray(layer.bias, dtype="float64") if layer.use_bias else 0.0
-        bias = scale * bias + offset
-        (tin,) = producer.inputs
-        dtype = layer.kernel.dtype
-        folded = clone_layer(
-            layer, graph.tensors[tin].shape,
-            [kernel.astype(dtype), np.broadcast_to(bias, scale.shape).astype(dtype)],
-            use_bias=True, name=layer.name,
-        )
+        params = node_params(producer).scaled(*batchnorm_scale_offset(bn_node.layer))
+        folded = config_clone(layer, use_bias=True)
         producer.layer = folded
-        producer.fn = node_fn(folded)
+        producer.params = params
+        producer.fn = linear_fn(folded, params)
         producer.outputs = list(bn_node.outputs)
         producer.folded = producer.folded + (bn_node.name,)
         removed.add(id(bn_node))

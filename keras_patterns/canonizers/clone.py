@@ -1,35 +1,27 @@
-"""Building modified copies of layers (the user's layers are never changed)."""
+"""Configuration copies of layers (the user's layers are never changed, and no weight is copied).
+
+A canonized node keeps a layer object that says *what* it computes (class, strides, padding,
+activation, dtype policy) and a live :class:`~keras_patterns.linear.LinearParams` view that says
+*with which weights*. The layer objects made here are therefore never built: they hold no
+variables, so an analyzer holds no copy of the model's weights.
+"""
 
 import keras
 
 
-def clone_layer(layer, input_shape, weights, **config_overrides):
-    """A fresh layer of the same class with an updated config and the given weights.
+def config_clone(layer, **config_overrides):
+    """An unbuilt layer of the same class and config, with some config entries replaced.
 
     Args:
-        layer: the layer to copy.
-        input_shape: the input shape to build the copy with.
-        weights: list of numpy arrays for ``set_weights``.
+        layer: the layer to describe.
         **config_overrides: config entries to replace (e.g. ``activation="linear"``).
 
     Returns:
-        A built layer whose variables are independent of ``layer``'s.
+        An unbuilt layer (no variables).
     """
     config = layer.get_config()
     config.update(config_overrides)
-    new = type(layer).from_config(config)
-    new.build(input_shape)
-    new.set_weights([w for w in weights])
-    return new
-
-
-def node_fn(layer):
-    """A graph-node function calling a single-input layer."""
-
-    def fn(xs):
-        return [layer(xs[0])]
-
-    return fn
+    return type(layer).from_config(config)
 
 
 def activation_layer(activation, name, dtype=None):

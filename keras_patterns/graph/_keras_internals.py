@@ -62,3 +62,38 @@ def is_functional(model):
     return isinstance(model, keras.Model) and hasattr(model, "_nodes_by_depth") and hasattr(
         model, "_operations"
     )
+
+
+def shared_clone(layer, **config_overrides):
+    """A layer of the same class with some config entries replaced that computes with ``layer``'s
+    own variables (the same objects, not copies), so it follows every change of them.
+
+    Keras 3 layers hold their variables as attributes (``_kernel``, ``bias``, ``depthwise_kernel``,
+    ...); the clone is made from the config, gets those attributes set to the very same variables
+    (which Keras' attribute tracking records as the clone's variables) and is marked built instead
+    of creating fresh ones. ``layer`` itself is not changed.
+
+    Args:
+        layer: a built layer.
+        **config_overrides: config entries to replace (e.g. ``activation="linear"``).
+
+    Returns:
+        A built layer sharing ``layer``'s variables.
+    """
+    if not layer.built:
+        raise ValueError(f"Expected a built layer. Received: unbuilt {type(layer).__name__} {layer.name!r}")
+    config = layer.get_config()
+    config.update(config_overrides)
+    clone = type(layer).from_config(config)
+    for name, value in list(vars(layer).items()):
+        if isinstance(value, keras.Variable):
+            setattr(clone, name, value)
+    own = {id(v) for v in clone.weights}
+    missing = [v.path for v in layer.weights if id(v) not in own]
+    if missing:
+        raise ValueError(
+            f"Could not share the variables {missing} of {type(layer).__name__} {layer.name!r} "
+            "(they are not plain attributes of the layer)."
+        )
+    clone.built = True
+    return clone

@@ -27,6 +27,10 @@ class GraphNode:
         key: the name under which per-layer results (patterns, plans) are reported; calls of one
             shared layer share a key.
         folded: names of BatchNormalization nodes folded into this node by the canonizer.
+        params: for kernel nodes changed by a canonizer, the live
+            :class:`~keras_patterns.linear.LinearParams` view of the kernel and bias the node
+            computes with (read from the user's variables at every call); None means the layer's
+            own ``kernel`` and ``bias`` (see :func:`keras_patterns.linear.node_params`).
     """
 
     name: str
@@ -36,6 +40,7 @@ class GraphNode:
     fn: Callable
     key: str
     folded: tuple = ()
+    params: object = None
 
     @property
     def class_name(self):

@@ -1,8 +1,6 @@
 """PatternComputer: fits patterns for a model in one streaming pass (iNNvestigate-compatible API)."""
 
-from keras_patterns.canonizers import canonize
-from keras_patterns.graph import walk
-from keras_patterns.graph.checks import check_single_output
+from keras_patterns.canonizers import prepare_graph
 from keras_patterns.patterns.data import run_pass
 from keras_patterns.patterns.statistics import PatternStatistics
 
@@ -15,7 +13,8 @@ class PatternComputer:
 
     One pass over the data accumulates per-layer sums (see
     :class:`~keras_patterns.patterns.statistics.PatternStatistics`); the patterns are then computed
-    in closed form. The model is canonized first, exactly as the analyzers do, so the patterns can
+    in closed form. The pass is compiled once and reads the model's current weights at every
+    :meth:`compute`, so re-fitting after training needs no retracing. The model is canonized first, exactly as the analyzers do, so the patterns can
     be given to ``create_analyzer("pattern.net", model, patterns=...)``: a BatchNormalization
     directly after a kernel layer is folded into it, and the layer's pattern is the pattern of the
     folded layer (kernel ``W * s`` with ``s = gamma / sqrt(var + eps)``; its pattern is the
@@ -43,11 +42,8 @@ class PatternComputer:
     def __init__(self, model, pattern_type="linear", graph=None):
         self.model = model
         self.pattern_type = pattern_type
-        if graph is None:
-            graph = canonize(walk(model), fold_bn=True)
-            check_single_output(model, graph)
-        self.graph = graph
-        self.statistics = PatternStatistics(graph, pattern_type)
+        self.graph = prepare_graph(model) if graph is None else graph
+        self.statistics = PatternStatistics(self.graph, pattern_type)
 
     def compute(self, data, batch_size=32, steps=None, verbose="auto"):
         """Runs the fitting pass and returns the patterns.

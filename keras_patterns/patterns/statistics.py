@@ -38,7 +38,7 @@ from keras_patterns.graph.layers import (
     NORMALIZATION,
     layer_activation,
 )
-from keras_patterns.linear import apply_kernel, bias_of, channels_last
+from keras_patterns.linear import apply_kernel, channels_last, node_params
 from keras_patterns.patterns.estimators import (
     canonical_pattern_type,
     pattern_from_statistics,
@@ -187,13 +187,16 @@ class PatternStatistics:
             )
         self.keys = pattern_keys(graph)
         self.mask_sources = {n.name: mask_source(graph, n) for n in self.kernel_nodes}
-        self.layers = {}
+        #: ``{key: first kernel node with that key}``: the node whose live parameters give the
+        #: layer's kernel when the patterns are estimated.
+        self.key_nodes = {}
         for n in self.kernel_nodes:
-            self.layers.setdefault(self.keys[n.name], n.layer)
+            self.key_nodes.setdefault(self.keys[n.name], n)
         self._vars = {}
-        for key, layer in self.layers.items():
-            kshape = tuple(layer.kernel.shape)
-            c = int(kshape[-2] * kshape[-1]) if isinstance(layer, DEPTHWISE) else int(kshape[-1])
+        for key, node in self.key_nodes.items():
+            params = node_params(node)
+            kshape = params.kernel_shape
+            c = params.n_units
             v = {"n_rows": self._var((), key, "n_rows"), "sum_y": self._var((c,), key, "sum_y")}
             for t in self.pattern_types:
                 v[t] = {
@@ -225,14 +228,15 @@ class PatternStatistics:
         rank = len(z.shape)
         axis = _channel_axis(layer, rank) % rank
         axes = [i for i in range(rank) if i != axis]
-        bias = bias_of(layer)
+        params = node_params(node)
+        bias = params.bias()
         if bias is not None:
             shape = [1] * rank
             shape[axis] = -1
             y = z - tf.reshape(tf.cast(bias, dtype), shape)
         else:
             y = z
-        kshape = tuple(layer.kernel.shape)
+        kshape = params.kernel_shape
         v = self._vars[key]
         rows = tf.cast(tf.size(y, out_type=tf.int64) // tf.cast(tf.shape(y)[axis], tf.int64), tf.float64)
         ops = [
@@ -335,19 +339,20 @@ class PatternStatistics:
             NotFittedError: if no rows were seen yet.
         """
         out = {t: {} for t in self.pattern_types}
-        for key, layer in self.layers.items():
+        for key, node in self.key_nodes.items():
+            params = node_params(node)
             v = self._vars[key]
             n_rows = float(v["n_rows"].numpy())
             if n_rows == 0:
                 raise NotFittedError(
                     f"No data was seen for layer {key!r}; expected at least one batch before result()."
                 )
-            kernel = np.asarray(layer.kernel.numpy(), dtype="float64")
-            dtype = np.dtype(layer.kernel.dtype)
+            kernel = np.asarray(params.kernel().numpy(), dtype="float64")
+            dtype = np.dtype(params.dtype)
             for t in self.pattern_types:
                 a = pattern_from_statistics(
                     kernel, v[t]["count"].numpy(), v[t]["sum_x"].numpy(), v[t]["sum_xy"].numpy(),
-                    v["sum_y"].numpy(), n_rows, depthwise=isinstance(layer, DEPTHWISE),
+                    v["sum_y"].numpy(), n_rows, depthwise=params.depthwise,
                 )
                 out[t][key] = a.astype(dtype)
         return out

@@ -2,8 +2,10 @@
 
 A rule says how the signal flowing backwards (a gradient, a relevance, a pattern signal) passes one
 node of the graph. It is a small frozen record: a name, the function that does the work, optional
-parameters and an optional ``prepare`` step that runs once, eagerly, when the mirror is built (to
-turn kernels into W+, W**2, patterns, ... constants).
+parameters and an optional ``prepare`` step that derives what the rule needs from the node's live
+weights (W+, W**2, W*A, ...). ``prepare`` runs inside the compiled reverse pass, so it is traced
+once and then reads the model's current variables at every call: nothing an analyzer computes can
+go stale when the model trains.
 """
 
 import dataclasses
@@ -18,8 +20,8 @@ class Rule:
         name: short name shown in plans (``"gradient"``, ``"lrp.epsilon(0.1)"``, ...).
         backward: ``backward(ctx, rs) -> list``: given the signals ``rs`` arriving at the node's
             outputs, returns one signal per node input (None for inputs that receive nothing).
-        prepare: optional ``prepare(node, state) -> dict``, run once per node at build time; its
-            result is available as ``ctx.prepared`` in ``backward``.
+        prepare: optional ``prepare(node, state) -> dict`` of tensors, run in the traced reverse
+            pass before the node's ``backward``; its result is ``ctx.prepared`` there.
         params: parameters, for display and equality.
     """
 

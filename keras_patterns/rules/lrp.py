@@ -4,7 +4,8 @@ Every rule here is a :class:`~keras_patterns.rules.Rule` record built by a small
 work on any linear node of the canonized graph: Dense, Conv1D/2D/3D, DepthwiseConv1D/2D (through
 :func:`keras_patterns.linear.apply_kernel`, so strides, dilation and padding are handled) and
 stand-alone BatchNormalization (an element-wise linear layer ``scale * x + offset``). Each rule's
-``prepare`` turns the kernel into the constants it needs (W+, W-, W**2, ...) once, eagerly; its
+``prepare`` derives what it needs (W+, W-, W**2, ...) from the model's live variables inside the
+compiled pass (so the maps follow the weights as the model trains, without retracing); its
 ``backward`` is a handful of TensorFlow ops: the forward map with the modified kernel, a stabilised
 division, and one vector-Jacobian product of that map.
 
@@ -17,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_patterns.graph.layers import KERNEL_LAYERS, NORMALIZATION
-from keras_patterns.linear import add_bias, apply_kernel, batchnorm_affine, bias_of
+from keras_patterns.linear import add_bias, apply_kernel, batchnorm_scale_offset, node_params
 from keras_patterns.rules.base import Rule
 
 #: The stabiliser of ``safe_div`` (iNNvestigate's ``K.epsilon()``).
@@ -43,24 +44,29 @@ def _sign_stabilize(z, epsilon):
 
 # ------------------------------------------------------------------------------ linear node view
 class LinearView:
-    """A kernel layer or BatchNormalization as ``z = lin(x, K) + b`` with any kernel-shaped K.
+    """A kernel node or a BatchNormalization node as ``z = lin(x, K) + b`` with any kernel-shaped K.
+
+    Built inside the traced reverse pass: :attr:`kernel` and :attr:`bias` are tensors read from
+    the model's live variables (through the node's
+    :class:`~keras_patterns.linear.LinearParams`; for BatchNormalization the per-channel scale
+    and offset of its inference-time map).
 
     Attributes:
-        kernel: the kernel as a numpy array (for BatchNormalization the per-channel scale).
-        bias: the bias as a numpy array, or None (for BatchNormalization the offset).
+        kernel: the kernel as a tensor (for BatchNormalization the per-channel scale).
+        bias: the bias as a tensor, or None (for BatchNormalization the offset).
     """
 
-    def __init__(self, layer):
+    def __init__(self, node):
+        layer = node.layer
         self.layer = layer
         self.is_bn = isinstance(layer, NORMALIZATION)
         if isinstance(layer, KERNEL_LAYERS):
-            self.kernel = np.asarray(layer.kernel)
-            bias = bias_of(layer)
-            self.bias = None if bias is None else np.asarray(bias)
+            params = node_params(node)
+            self.kernel = params.kernel()
+            self.bias = params.bias()
         elif self.is_bn:
-            scale, offset = batchnorm_affine(layer)
-            dtype = layer.variable_dtype or "float32"
-            self.kernel, self.bias = scale.astype(dtype), offset.astype(dtype)
+            scale, offset = batchnorm_scale_offset(layer)
+            self.kernel, self.bias = scale(), offset()
             axis = layer.axis
             self.axes = [axis] if isinstance(axis, int) else list(axis)
         else:
@@ -72,7 +78,8 @@ class LinearView:
     def _bn_shape(self, rank):
         shape = [1] * rank
         axes = [a % rank for a in self.axes]
-        for a, n in zip(axes, self.kernel.shape if len(axes) > 1 else [self.kernel.size]):
+        sizes = self.kernel.shape if len(axes) > 1 else [int(np.prod(self.kernel.shape))]
+        for a, n in zip(axes, sizes):
             shape[a] = n
         return shape
 
@@ -106,27 +113,22 @@ class LinearView:
         return z, lambda s: tape.gradient(z, x, output_gradients=s)
 
 
-def _const(a):
-    return None if a is None else tf.constant(a)
-
-
 def _split(a):
-    """(a+, a-) as constants (None stays None)."""
+    """(a+, a-) of a tensor (None stays None)."""
     if a is None:
         return None, None
-    return tf.constant(np.maximum(a, 0).astype(a.dtype)), tf.constant(np.minimum(a, 0).astype(a.dtype))
+    return tf.maximum(a, 0), tf.minimum(a, 0)
 
 
 def _prepare_linear(node, state):
-    view = LinearView(node.layer)
-    return {"view": view, "W": tf.constant(view.kernel), "b": _const(view.bias)}
+    view = LinearView(node)
+    return {"view": view, "W": view.kernel, "b": view.bias}
 
 
 def _prepare_signed(node, state):
     out = _prepare_linear(node, state)
-    view = out["view"]
-    out["Wp"], out["Wn"] = _split(view.kernel)
-    out["bp"], out["bn"] = _split(view.bias)
+    out["Wp"], out["Wn"] = _split(out["W"])
+    out["bp"], out["bn"] = _split(out["b"])
     return out
 
 
@@ -185,13 +187,13 @@ def check_epsilon(epsilon):
 # ------------------------------------------------------------------------------- W**2 and flat
 def _prepare_square(node, state):
     out = _prepare_linear(node, state)
-    out["K"] = tf.constant(np.square(out["view"].kernel))
+    out["K"] = tf.square(out["W"])
     return out
 
 
 def _prepare_flat(node, state):
     out = _prepare_linear(node, state)
-    out["K"] = tf.constant(np.ones_like(out["view"].kernel))
+    out["K"] = tf.ones_like(out["W"])
     return out
 
 
@@ -373,11 +375,9 @@ def bounded_rule(low=-1.0, high=1.0):
 def _prepare_gamma(gamma):
     def prepare(node, state):
         out = _prepare_linear(node, state)
-        view = out["view"]
-        w = view.kernel
-        out["K"] = tf.constant((w + gamma * np.maximum(w, 0)).astype(w.dtype))
-        b = view.bias
-        out["bg"] = None if b is None else tf.constant((b + gamma * np.maximum(b, 0)).astype(b.dtype))
+        w, b = out["W"], out["b"]
+        out["K"] = w + gamma * tf.maximum(w, 0)
+        out["bg"] = None if b is None else b + gamma * tf.maximum(b, 0)
         return out
 
     return prepare

@@ -7,23 +7,22 @@ becomes ``r_in = d(apply_kernel(layer, x, K))/dx applied to r`` with K = A or W 
 the separate Activation nodes of the canonized graph (the real forward pass), max-pooling routes to
 the forward arg-max, as the gradient does.
 
-The analyzer-wide state given to the mirror is ``{"patterns": {key: array}, "keys": {node: key}}``.
+The analyzer-wide state given to the mirror is ``{"patterns": {key: tf.Variable}, "keys": {node:
+key}}``: the patterns are the analyzer's own (fitted) variables, W is the model's live kernel.
 """
 
-import numpy as np
 import tensorflow as tf
 
 from keras_patterns.graph.layers import DENSE
-from keras_patterns.linear import apply_kernel
+from keras_patterns.linear import apply_kernel, node_params
 from keras_patterns.rules.base import Rule
 
 
 def _kernel(node, state, attribution):
-    key = state["keys"][node.name]
-    a = np.asarray(state["patterns"][key], dtype="float64")
+    a = tf.convert_to_tensor(state["patterns"][state["keys"][node.name]])
     if attribution:
-        a = a * np.asarray(node.layer.kernel.numpy(), dtype="float64")
-    return {"kernel": tf.constant(a, dtype=node.layer.compute_dtype)}
+        a = a * tf.cast(node_params(node).kernel(), a.dtype)
+    return {"kernel": tf.cast(a, node.layer.compute_dtype)}
 
 
 def _prepare_net(node, state):

@@ -1,0 +1,68 @@
+"""Analyzers follow the model's weights (the contract test checks it for every analyzer and every
+small zoo model: see ``_check_follows_weights`` there); here: the logits model of
+``model_wo_softmax`` follows the weights too, analyzers hold no weight copies, and a fitted pattern
+analyzer warns once that its patterns are outdated.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_patterns as kp
+import zoo
+from test_contract import perturb_weights
+
+
+def test_outdated_patterns_warn_once_until_refitted():
+    model = zoo.build("batchnorm")
+    fit_x = zoo.inputs_for(model, n=16, seed=2)
+    x = fit_x[:3]
+    analyzer = kp.create_analyzer("pattern.attribution", model).fit(fit_x, batch_size=8, verbose=0)
+    perturb_weights(model, x)
+    assert analyzer.patterns_outdated
+    with pytest.warns(UserWarning, match="weights changed since the patterns were fitted"):
+        analyzer.analyze(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # once only
+        analyzer.analyze(x)
+        analyzer.fit(fit_x, batch_size=8, verbose=0)
+        assert analyzer.patterns_outdated is False
+        analyzer.analyze(x)
+
+
+def test_model_wo_softmax_follows_the_weights():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((6,)), keras.layers.Dense(5, activation="relu"),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    logits = kp.model_wo_softmax(model)
+    x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
+    perturb_weights(model, x)
+    w, b = model.layers[-1].get_weights()
+    h = np.maximum(x @ model.layers[0].get_weights()[0] + model.layers[0].get_weights()[1], 0)
+    np.testing.assert_allclose(np.asarray(logits(x)), h @ w + b, rtol=1e-5, atol=1e-6)
+    # nothing is copied: the logits model's variables are the model's own
+    assert {id(v) for v in logits.weights} <= {id(v) for v in model.weights}
+
+
+def test_analyzers_hold_no_weight_copies():
+    model = zoo.build("batchnorm")
+    own = {id(v) for v in model.weights}
+    for name in ("gradient", "lrp.epsilon", "lrp.sequential_preset_a_flat", "lrp.gamma", "deep_taylor"):
+        analyzer = kp.create_analyzer(name, model)
+        for node in analyzer.graph.nodes:
+            for v in getattr(node.layer, "weights", []):
+                assert id(v) in own, f"{name}: node {node.name} holds a copy {v.path}"
+
+
+def test_fresh_patterns_do_not_warn():
+    model = zoo.build("dense_mlp")
+    fit_x = zoo.inputs_for(model, n=16, seed=2)
+    analyzer = kp.create_analyzer("pattern.attribution", model).fit(fit_x, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        analyzer.analyze(fit_x[:2])
+    assert analyzer.patterns_outdated is False
