@@ -12,6 +12,7 @@ maps = analyzer.analyze(x)
 from keras_patterns import analyzers as _analyzers  # noqa: F401  (registers the analyzers)
 from keras_patterns.analyzers.registry import create_analyzer, list_analyzers
 from keras_patterns.errors import (
+    AnalyzerFileError,
     KerasPatternsError,
     NonFiniteResultError,
     NotAnalyzeableModelError,
@@ -26,7 +27,7 @@ from keras_patterns.patterns import PatternComputer
 __version__ = "0.1.0"
 
 __all__ = [
-    "KerasPatternsError", "NonFiniteResultError", "NotAnalyzeableModelError", "NotFittedError", "PatternComputer",
+    "AnalyzerFileError", "KerasPatternsError", "NonFiniteResultError", "NotAnalyzeableModelError", "NotFittedError", "PatternComputer",
     "UnsupportedLayerError",
     "create_analyzer", "list_analyzers", "load_analyzer", "model_wo_softmax", "register_rule",
     "unregister_rule",

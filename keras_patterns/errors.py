@@ -24,6 +24,21 @@ class UnsupportedLayerError(NotAnalyzeableModelError):
         self.layers = list(layers)
 
 
+class AnalyzerFileError(KerasPatternsError, ValueError):
+    """An analyzer file cannot be loaded: damaged, hostile, too large or from a newer version.
+
+    Raised by :func:`keras_patterns.load_analyzer`. The message names the file, what was found and
+    what was expected. Subclasses ``ValueError``, which ``load_analyzer`` raised before.
+
+    Attributes:
+        path: the file, as given to ``load_analyzer``.
+    """
+
+    def __init__(self, message, path=None):
+        super().__init__(message)
+        self.path = path
+
+
 class NotFittedError(KerasPatternsError, RuntimeError):
     """A pattern-based analyzer was used before its patterns were fitted or given."""
 
