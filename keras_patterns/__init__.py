@@ -13,6 +13,7 @@ from keras_patterns import analyzers as _analyzers  # noqa: F401  (registers the
 from keras_patterns.analyzers.registry import create_analyzer, list_analyzers
 from keras_patterns.errors import (
     KerasPatternsError,
+    NonFiniteDataError,
     NonFiniteResultError,
     NotAnalyzeableModelError,
     NotFittedError,
@@ -26,8 +27,8 @@ from keras_patterns.patterns import PatternComputer
 __version__ = "0.1.0"
 
 __all__ = [
-    "KerasPatternsError", "NonFiniteResultError", "NotAnalyzeableModelError", "NotFittedError", "PatternComputer",
-    "UnsupportedLayerError",
+    "KerasPatternsError", "NonFiniteDataError", "NonFiniteResultError", "NotAnalyzeableModelError",
+    "NotFittedError", "PatternComputer", "UnsupportedLayerError",
     "create_analyzer", "list_analyzers", "load_analyzer", "model_wo_softmax", "register_rule",
     "unregister_rule",
 ]
