@@ -14,6 +14,7 @@ from keras_patterns.analyzers.registry import create_analyzer, list_analyzers
 from keras_patterns.errors import (
     AnalyzerFileError,
     KerasPatternsError,
+    NonFiniteDataError,
     NonFiniteResultError,
     NotAnalyzeableModelError,
     NotFittedError,
@@ -27,8 +28,8 @@ from keras_patterns.patterns import PatternComputer
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnalyzerFileError", "KerasPatternsError", "NonFiniteResultError", "NotAnalyzeableModelError", "NotFittedError", "PatternComputer",
-    "UnsupportedLayerError",
+    "AnalyzerFileError", "KerasPatternsError", "NonFiniteDataError", "NonFiniteResultError",
+    "NotAnalyzeableModelError", "NotFittedError", "PatternComputer", "UnsupportedLayerError",
     "create_analyzer", "list_analyzers", "load_analyzer", "model_wo_softmax", "register_rule",
     "unregister_rule",
 ]

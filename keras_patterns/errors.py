@@ -55,3 +55,23 @@ class NonFiniteResultError(KerasPatternsError, ArithmeticError):
         super().__init__(message)
         self.samples = list(samples)
         self.maps = maps
+
+
+class NonFiniteDataError(KerasPatternsError, ValueError):
+    """Pattern fitting met NaN or Inf: in a batch of the data, or in the accumulated statistics.
+
+    Raised by ``analyzer.fit`` and :meth:`~keras_patterns.PatternComputer.compute` for the first
+    batch holding NaN/Inf (unless ``skip_nonfinite=True``), and by the pattern estimator when the
+    statistics themselves are not finite (finite data whose float32 per-batch sums overflowed).
+
+    Attributes:
+        batch: index of the offending batch (0-based, in the order the data yielded them); None
+            when the statistics overflowed.
+        samples: indices, within that batch, of the samples holding NaN/Inf (empty when
+            ``batch`` is None).
+    """
+
+    def __init__(self, message, batch=None, samples=()):
+        super().__init__(message)
+        self.batch = batch
+        self.samples = list(samples)

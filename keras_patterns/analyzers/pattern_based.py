@@ -236,18 +236,24 @@ class PatternNet(ReverseAnalyzer):
         self._fitted_fingerprint = self._fingerprint()
         self._warned_outdated = False
 
-    def fit(self, data, batch_size=32, steps=None, verbose="auto"):
+    def fit(self, data, batch_size=32, steps=None, verbose="auto", skip_nonfinite=False):
         """Fits the patterns in one streaming pass over ``data`` (in inference mode).
 
         Arguments and errors are those of :meth:`keras_patterns.PatternComputer.compute` (arrays,
-        ``tf.data.Dataset``, ``PyDataset`` or generators; ``batch_size``, ``steps``, ``verbose``).
+        ``tf.data.Dataset``, ``PyDataset`` or generators; ``batch_size``, ``steps``, ``verbose``,
+        ``skip_nonfinite``). A batch holding NaN or Inf raises
+        :class:`~keras_patterns.NonFiniteDataError` naming it, unless ``skip_nonfinite=True``
+        leaves such samples out; their number is then in ``analyzer.skipped_samples``.
 
         Returns:
             The analyzer (fitted), so ``create_analyzer(...).fit(x).analyze(x)`` works.
         """
         if self._computer is None:
             self._computer = PatternComputer(self.model, self.pattern_type, graph=self.graph)
-        self._set_patterns(self._computer.compute(data, batch_size=batch_size, steps=steps, verbose=verbose))
+        self._set_patterns(self._computer.compute(
+            data, batch_size=batch_size, steps=steps, verbose=verbose, skip_nonfinite=skip_nonfinite,
+        ))
+        self.skipped_samples = self._computer.skipped_samples
         return self
 
     def _state_arrays(self):

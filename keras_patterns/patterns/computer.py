@@ -45,8 +45,11 @@ class PatternComputer:
         self.graph = prepare_graph(model) if graph is None else graph
         self.statistics = PatternStatistics(self.graph, pattern_type)
 
-    def compute(self, data, batch_size=32, steps=None, verbose="auto"):
+    def compute(self, data, batch_size=32, steps=None, verbose="auto", skip_nonfinite=False):
         """Runs the fitting pass and returns the patterns.
+
+        Every batch is checked for NaN and Inf before it is used (one ``np.isfinite`` per batch,
+        on the host).
 
         Args:
             data: a NumPy array (list/dict of arrays for several inputs), a ``tf.data.Dataset``, a
@@ -55,18 +58,36 @@ class PatternComputer:
             batch_size: samples per batch for array data. Defaults to `32`.
             steps: number of batches to use (bounds an endless generator). Defaults to `None`.
             verbose: ``"auto"``, 0, 1 or 2 as in ``model.fit``. Defaults to `"auto"`.
+            skip_nonfinite: leave out the samples holding NaN or Inf (with a warning giving their
+                number) instead of raising. The number is then in ``self.skipped_samples``.
+                Defaults to `False`.
 
         Returns:
             ``{layer_name: pattern}`` (each shaped like that layer's kernel) for one pattern type;
             ``{pattern_type: {layer_name: pattern}}`` when a list of types was given.
 
         Raises:
-            ValueError: empty data, bad ``batch_size``/``steps``/``verbose``, batches of the wrong
-                shape.
+            NonFiniteDataError: a batch holding NaN/Inf (it names the batch and its samples; not
+                with ``skip_nonfinite=True``), or statistics that overflowed float32 (finite data
+                of the order of 1e19).
+            ValueError: empty data, no finite sample, bad ``batch_size``/``steps``/``verbose``,
+                batches of the wrong shape.
             TypeError: data of an unsupported kind.
+
+        Example:
+
+        ```python
+        computer = kp.PatternComputer(model, "relu")
+        patterns = computer.compute(x_train, batch_size=64, skip_nonfinite=True)
+        computer.skipped_samples    # samples left out for NaN/Inf
+        ```
         """
         self.statistics.reset_state()
-        run_pass(self.statistics, data, batch_size=batch_size, steps=steps, verbose=verbose)
+        summary = run_pass(
+            self.statistics, data, batch_size=batch_size, steps=steps, verbose=verbose,
+            skip_nonfinite=skip_nonfinite,
+        )
+        self.skipped_samples = summary.skipped
         result = self.statistics.result()
         if isinstance(self.pattern_type, str):
             return result[self.statistics.pattern_types[0]]

@@ -12,12 +12,15 @@ A batch is ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``; only ``x`` 
 multi-input ``x`` is a list or dict, so a 2-tuple is always read as ``(x, y)``, as Keras does).
 """
 
+import collections
 import math
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_patterns.errors import NonFiniteDataError
 
 EXPECTED = (
     "a NumPy array (or list/dict of arrays), a tf.data.Dataset, a keras.utils.PyDataset or a Python "
@@ -161,55 +164,223 @@ def _limit(it, steps):
             return
 
 
-def run_pass(stats, data, batch_size=32, steps=None, verbose="auto"):
-    """Feeds every batch of ``data`` to ``stats.update_state`` with a Keras progress bar.
+#: What :func:`run_pass` did: batches read from the data, samples fed to the statistics, samples
+#: skipped for NaN/Inf (``skip_nonfinite=True``) and the batches those came from.
+PassSummary = collections.namedtuple("PassSummary", ["batches", "samples", "skipped", "skipped_batches"])
 
-    Args:
-        stats: a :class:`~keras_patterns.patterns.statistics.PatternStatistics`.
-        data, batch_size, steps: see :func:`batches`.
-        verbose: ``"auto"`` (= 1), 0 (silent), 1 (progress bar) or 2 (one line at the end), as in
-            ``model.fit``. Defaults to `"auto"`.
+#: Sample indices listed in messages before "... (N in all)".
+_LISTED = 10
 
-    Returns:
-        The number of batches seen.
+
+def _input_arrays(x):
+    """The arrays of one batch of model inputs (a list or dict of them for several inputs)."""
+    if isinstance(x, dict):
+        return list(x.values())
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    return [x]
+
+
+def _float_view(array):
+    """``array`` as a NumPy array if it holds floats, else None (integer, bool, string inputs).
+
+    Host tensors are viewed without a copy.
+    """
+    try:
+        a = np.asarray(array)
+    except (TypeError, ValueError):
+        return None
+    if a.ndim == 0 or a.dtype.kind not in "fcV":  # "V": bfloat16 and other ml_dtypes floats
+        return None
+    return a
+
+
+def _per_sample(flags):
+    """Reduces elementwise flags of a batch to one flag per sample (True if any is set)."""
+    return flags.reshape(flags.shape[0], int(np.prod(flags.shape[1:], dtype=np.int64))).any(axis=1)
+
+
+def _nonfinite_rows(arrays):
+    """Indices of the samples holding NaN or Inf in any of ``arrays``, or None when there are none.
+
+    The cost on finite data is one ``np.isfinite(...).all()`` over the batch (its float inputs);
+    the per-sample reduction runs only for a batch that holds NaN/Inf.
 
     Raises:
-        ValueError: if the data gave no batch at all.
+        ValueError: if the arrays of one batch have different numbers of samples.
     """
+    views = [a for a in (_float_view(a) for a in arrays) if a is not None]
+    if len({a.shape[0] for a in views}) > 1:
+        raise ValueError(
+            "All inputs of a batch must have the same number of samples. Received: batch sizes "
+            f"{[a.shape[0] for a in views]}"
+        )
+    bad = None
+    for a in views:
+        try:
+            finite = np.isfinite(a)
+        except TypeError:  # a dtype without isfinite: not checked
+            continue
+        if not finite.all():
+            rows = _per_sample(~finite)
+            bad = rows if bad is None else bad | rows
+    return None if bad is None else np.flatnonzero(bad)
+
+
+def _listed(indices, offset=0):
+    shown = ", ".join(str(int(i) + offset) for i in indices[:_LISTED])
+    more = f", ... ({len(indices)} in all)" if len(indices) > _LISTED else ""
+    return f"[{shown}{more}]"
+
+
+def _nan_samples(arrays, rows):
+    """How many of the samples ``rows`` hold a NaN (the others hold an Inf)."""
+    has_nan = np.zeros(len(rows), dtype=bool)
+    for a in (_float_view(a) for a in arrays):
+        if a is not None:
+            try:
+                has_nan |= _per_sample(np.isnan(a[rows]))
+            except TypeError:
+                continue
+    return int(has_nan.sum())
+
+
+def _nonfinite_error(batch, rows, first_sample, arrays):
+    return NonFiniteDataError(
+        f"Batch {batch} of the fitting data holds NaN or Inf values, in its samples "
+        f"{_listed(rows)} (samples {_listed(rows, first_sample)} counting from the first sample of "
+        "the data). Patterns are fitted on finite values only: clean the data, or pass "
+        "skip_nonfinite=True to leave such samples out. Received: "
+        f"{len(rows)} non-finite sample(s) in batch {batch}, {_nan_samples(arrays, rows)} of them with NaN",
+        batch=batch, samples=[int(i) for i in rows],
+    )
+
+
+def _drop_rows(x, rows):
+    """The batch ``x`` without the samples ``rows`` (as NumPy arrays, the structure kept)."""
+    def drop(a):
+        return np.delete(np.asarray(a), rows, axis=0)
+
+    if isinstance(x, dict):
+        return {k: drop(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [drop(v) for v in x]
+    return drop(x)
+
+
+def _batch_length(arrays):
+    shape = np.shape(arrays[0]) if arrays else ()
+    return int(shape[0]) if len(shape) else 0
+
+
+def _check_verbose(verbose):
     if verbose == "auto":
         verbose = 1
     if verbose not in (0, 1, 2) or isinstance(verbose, bool):
         raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
-    it, total = batches(data, batch_size, steps)
-    bar = keras.utils.Progbar(
-        total, verbose=verbose, unit_name="step", stateful_metrics=["samples"]
-    ) if verbose else None
-    seen = samples = 0
-    for x in it:
-        stats.update_state(x)
-        seen += 1
-        first = x if not isinstance(x, (list, tuple, dict)) else (
-            list(x.values())[0] if isinstance(x, dict) else x[0]
+    return verbose
+
+
+def _check_skip_nonfinite(skip_nonfinite):
+    if not isinstance(skip_nonfinite, (bool, np.bool_)):
+        raise ValueError(
+            f"`skip_nonfinite` must be True or False. Received: skip_nonfinite={skip_nonfinite!r}"
         )
-        samples += int(first.shape[0])
-        if bar is not None:
-            bar.update(seen, values=[("samples", samples)], finalize=False)
-    if bar is not None:
-        bar.update(seen, values=[("samples", samples)], finalize=True)
+    return bool(skip_nonfinite)
+
+
+def _check_summary(summary, data, read, steps):
+    """Raises for a pass that fed no sample; warns about skipped samples and a short generator."""
+    seen, samples, skipped, skipped_batches = summary
     if seen == 0:
         raise ValueError(
             f"The data given for pattern fitting yielded no batches (received an empty "
             f"{type(data).__name__}); expected at least one batch of samples."
+        )
+    if samples == 0 and skipped:
+        raise ValueError(
+            f"The data given for pattern fitting contained no finite sample: all {skipped} sample(s) "
+            f"of its {seen} batch(es) held NaN or Inf and were skipped (skip_nonfinite=True); "
+            "expected at least one finite sample."
         )
     if samples == 0:
         raise ValueError(
             f"The data given for pattern fitting contained no samples ({seen} empty batch(es)); "
             "expected at least one sample."
         )
+    if skipped:
+        warnings.warn(
+            f"Skipped {skipped} sample(s) holding NaN or Inf values, from {skipped_batches} "
+            f"batch(es); the patterns use the other {samples} sample(s).",
+            stacklevel=4,
+        )
     if steps is not None and seen < steps:
         warnings.warn(
-            f"The data ran out after {seen} batch(es) ({samples} samples); expected steps={steps}. "
+            f"The data ran out after {seen} batch(es) ({read} samples); expected steps={steps}. "
             "The patterns use the batches seen.",
-            stacklevel=3,
+            stacklevel=4,
         )
-    return seen
+
+
+def run_pass(stats, data, batch_size=32, steps=None, verbose="auto", skip_nonfinite=False):
+    """Feeds every batch of ``data`` to ``stats.update_state`` with a Keras progress bar.
+
+    Every batch is checked for NaN and Inf on the host before it is fed (one ``np.isfinite``
+    over the batch; float inputs only). By default the first batch holding any raises
+    :class:`~keras_patterns.errors.NonFiniteDataError`; with ``skip_nonfinite=True`` the samples
+    holding NaN/Inf are left out and a warning gives their number.
+
+    Args:
+        stats: a :class:`~keras_patterns.patterns.statistics.PatternStatistics`.
+        data, batch_size, steps: see :func:`batches`.
+        verbose: ``"auto"`` (= 1), 0 (silent), 1 (progress bar) or 2 (one line at the end), as in
+            ``model.fit``. Defaults to `"auto"`.
+        skip_nonfinite: leave out the samples holding NaN or Inf instead of raising. Defaults to
+            `False`.
+
+    Returns:
+        A :data:`PassSummary` ``(batches, samples, skipped, skipped_batches)``: the batches read,
+        the samples fed, the samples skipped and the number of batches they came from.
+
+    Raises:
+        ValueError: if the data gave no batch at all, or no finite sample.
+        NonFiniteDataError: for a batch holding NaN/Inf (unless ``skip_nonfinite=True``); it
+            names the batch and the samples.
+
+    Example:
+
+    ```python
+    stats = PatternStatistics(graph, "relu")
+    summary = run_pass(stats, x_train, batch_size=64, verbose=0, skip_nonfinite=True)
+    summary.skipped          # samples left out for NaN/Inf
+    ```
+    """
+    verbose = _check_verbose(verbose)
+    skip_nonfinite = _check_skip_nonfinite(skip_nonfinite)
+    it, total = batches(data, batch_size, steps)
+    bar = keras.utils.Progbar(
+        total, verbose=verbose, unit_name="step", stateful_metrics=["samples"]
+    ) if verbose else None
+    seen = samples = read = skipped = skipped_batches = 0
+    for x in it:
+        arrays = _input_arrays(x)
+        n = _batch_length(arrays)
+        rows = _nonfinite_rows(arrays)
+        if rows is not None:
+            if not skip_nonfinite:
+                raise _nonfinite_error(seen, rows, read, arrays)
+            skipped += len(rows)
+            skipped_batches += 1
+            x = _drop_rows(x, rows) if len(rows) < n else None
+        if x is not None:
+            stats.update_state(x)
+            samples += n - (0 if rows is None else len(rows))
+        seen += 1
+        read += n
+        if bar is not None:
+            bar.update(seen, values=[("samples", samples)], finalize=False)
+    if bar is not None:
+        bar.update(seen, values=[("samples", samples)], finalize=True)
+    summary = PassSummary(seen, samples, skipped, skipped_batches)
+    _check_summary(summary, data, read, steps)
+    return summary
