@@ -1,7 +1,8 @@
 """Canonizers: equivalent clones of the model graph that are easier to explain.
 
 Each canonizer takes a :class:`~keras_patterns.graph.Graph` and returns a new one that computes the
-same function; none of them touches the user's model (modified layers are fresh copies).
+same function; none of them touches the user's model (changed nodes get unbuilt configuration
+copies of their layers and live views of the weights: nothing is copied).
 """
 
 from keras_patterns.canonizers.activation import split_activations
