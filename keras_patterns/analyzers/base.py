@@ -1,5 +1,6 @@
 """Analyzer base classes: model checks, input validation, batching, the compiled reverse pass."""
 
+import threading
 import warnings
 
 import numpy as np
@@ -11,6 +12,10 @@ from keras_patterns.errors import NonFiniteResultError
 from keras_patterns.graph.checks import check_no_softmax
 from keras_patterns.mapping import resolve
 from keras_patterns.mirror import Mirror
+
+#: Guards the lazy creation of ``Analyzer._compiled``: threads whose first ``analyze`` calls
+#: overlap must share one tf.function (traced once), not each create and trace their own.
+_COMPILE_LOCK = threading.Lock()
 
 
 class Analyzer:
@@ -168,12 +173,16 @@ class Analyzer:
         idx = selection.normalize_indices(
             neuron_selection, self.neuron_selection_mode, n, self.n_outputs or np.iinfo("int32").max
         )
-        if self._compiled is None:
-            # No tensor-dependent Python control flow in the reverse pass: AutoGraph would only add
-            # transpiling time (seconds on deep models).
-            self._compiled = tf.function(
-                self._analyze_batch, input_signature=self._signature(), autograph=False
-            )
+        compiled = self._compiled
+        if compiled is None:
+            with _COMPILE_LOCK:
+                if self._compiled is None:
+                    # No tensor-dependent Python control flow in the reverse pass: AutoGraph would
+                    # only add transpiling time (seconds on deep models).
+                    self._compiled = tf.function(
+                        self._analyze_batch, input_signature=self._signature(), autograph=False
+                    )
+                compiled = self._compiled
         if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
             raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
         step = self._rows_per_call(batch_size or self.batch_size)
@@ -181,7 +190,7 @@ class Analyzer:
         chunks = []
         for start in range(0, n, step):
             stop = min(n, start + step)
-            maps = self._compiled([a[start:stop] for a in xs], idx[start:stop], *extras)
+            maps = compiled([a[start:stop] for a in xs], idx[start:stop], *extras)
             chunks.append([m.numpy() for m in maps])
         if n == 0:
             results = [np.zeros_like(a, dtype="float32") for a in xs]
