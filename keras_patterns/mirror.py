@@ -5,11 +5,41 @@ back-propagates through that node only, never through the whole history), keeps 
 and outputs, seeds the selected output, and walks the nodes in reverse, summing the signal where a
 tensor fans out to several consumers. It is plain TensorFlow code meant to run inside one
 ``tf.function`` (traced once per input signature).
+
+Mixed precision: as a Keras layer autocasts its floating inputs to its compute dtype, the forward
+pass casts each node's floating inputs to the node layer's compute dtype (a no-op when they agree,
+e.g. for float32 and float64 models). The reverse pass does not narrow: rules see float16/bfloat16
+inputs and outputs widened to float32 and all signals are float32 (so divisions by small
+pre-activations cannot overflow the 16-bit range); only the recorded node gradients
+(``ctx.vjp``) run in the node's dtype, on per-sample normalised signals.
 """
 
 import tensorflow as tf
 
 from keras_patterns.rules.base import NodeContext
+
+
+def _node_inputs(node, xs):
+    """``xs`` with floating tensors cast to the node layer's compute dtype (Keras' autocast)."""
+    layer = node.layer
+    dtype = getattr(layer, "compute_dtype", None)
+    if dtype is None or not getattr(layer, "autocast", True) or not tf.as_dtype(dtype).is_floating:
+        return xs
+    dtype = tf.as_dtype(dtype)
+    return [tf.cast(x, dtype) if x.dtype.is_floating and x.dtype != dtype else x for x in xs]
+
+
+def _wide(t):
+    """A float16/bfloat16 tensor as float32 (the dtype rules and signals use); others unchanged."""
+    return tf.cast(t, tf.float32) if t.dtype in (tf.float16, tf.bfloat16) else t
+
+
+def _cast_like(r, y):
+    """``r`` in the (widened) dtype of ``y``: signals follow the tensor they belong to."""
+    if r is None or not y.dtype.is_floating:
+        return r
+    dtype = _wide(y).dtype if y.dtype in (tf.float16, tf.bfloat16) else y.dtype
+    return r if r.dtype == dtype else tf.cast(r, dtype)
 
 
 class Mirror:
@@ -33,10 +63,17 @@ class Mirror:
         return rule.prepare(node, self.state) if rule.prepare else {}
 
     def forward(self, inputs):
-        """Runs the forward pass, recording each node. Returns (values, tapes)."""
+        """Runs the forward pass, recording each node. Returns (values, tapes).
+
+        The inputs each node was computed from (after the cast to its compute dtype) are kept in
+        ``self._node_xs`` for the reverse walk of the same trace.
+        """
         tapes = {}
+        self._node_xs = {}
 
         def hook(node, xs):
+            xs = _node_inputs(node, xs)
+            self._node_xs[node.name] = xs
             floats = [x for x in xs if x.dtype.is_floating]
             if not floats:
                 tapes[node.name] = None
@@ -65,13 +102,19 @@ class Mirror:
             if all(r is None for r in rs):
                 continue
             ys = [values[t] for t in node.outputs]
-            rs = [tf.zeros_like(y) if r is None else r for r, y in zip(rs, ys)]
-            xs = [values[t] for t in node.inputs]
-            ctx = NodeContext(node, xs, ys, tapes.get(node.name), self.prepare(node), self.state)
+            xs = getattr(self, "_node_xs", {}).get(node.name) or [values[t] for t in node.inputs]
+            wide_xs, wide_ys = [_wide(x) for x in xs], [_wide(y) for y in ys]
+            rs = [tf.zeros_like(y) if r is None else _cast_like(r, y) for r, y in zip(rs, wide_ys)]
+            narrow = any(a is not b for a, b in zip(wide_xs + wide_ys, xs + ys))
+            ctx = NodeContext(
+                node, wide_xs, wide_ys, tapes.get(node.name), self.prepare(node), self.state,
+                tape_xs=xs if narrow else None, tape_ys=ys if narrow else None,
+            )
             r_ins = self.plan[node.name].backward(ctx, rs)
             for t, r in zip(node.inputs, r_ins):
                 if r is None:
                     continue
+                r = _cast_like(r, values[t])
                 signals[t] = signals[t] + r if t in signals else r
             signals, carry = self._after_node(node, signals, carry)
         out = []

@@ -191,7 +191,9 @@ class Analyzer:
         for start in range(0, n, step):
             stop = min(n, start + step)
             maps = compiled([a[start:stop] for a in xs], idx[start:stop], *extras)
-            chunks.append([m.numpy() for m in maps])
+            # Under a mixed precision policy a reverse pass may end in float16/bfloat16: maps are
+            # returned as float32 (float64 models keep float64 maps).
+            chunks.append([_widen(m.numpy()) for m in maps])
         if n == 0:
             results = [np.zeros_like(a, dtype="float32") for a in xs]
         else:
@@ -213,6 +215,12 @@ class Analyzer:
                 "avoids this. The maps of the other samples are in this error's `maps`.",
                 samples=bad, maps=results,
             )
+
+
+def _widen(m):
+    """A float16/bfloat16 map as float32; other maps unchanged."""
+    half = m.dtype.name in ("float16", "bfloat16")
+    return m.astype(np.float32) if half else m
 
 
 class ReverseAnalyzer(Analyzer):
@@ -263,6 +271,8 @@ class ReverseAnalyzer(Analyzer):
         for x, r in zip(inputs, signals):
             if r is None:  # integer input with no Embedding rule: no signal
                 r = tf.zeros(tf.shape(x), tf.float32)
+            if r.dtype in (tf.float16, tf.bfloat16):
+                r = tf.cast(r, tf.float32)
             r = self._postprocess(r)
             if self.multiply_input and x.dtype.is_floating:
                 r = r * x

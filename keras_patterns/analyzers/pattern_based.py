@@ -47,7 +47,9 @@ class _RescalingMirror(Mirror):
         return tf.reshape(v, tf.concat([[tf.shape(v)[0]], tf.ones([tf.rank(r) - 1], tf.int32)], 0))
 
     def _start(self, seed):
-        return tf.zeros([tf.shape(seed)[0]], seed.dtype)
+        # The log of the scale in float32 at least (a float16/bfloat16 signal under mixed precision).
+        dtype = tf.float32 if seed.dtype in (tf.float16, tf.bfloat16) else seed.dtype
+        return tf.zeros([tf.shape(seed)[0]], dtype)
 
     def _after_node(self, node, signals, log_scale):
         if not isinstance(node.layer, KERNEL_LAYERS) or not signals:

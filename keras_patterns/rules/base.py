@@ -49,6 +49,9 @@ class NodeContext:
             when the node had no float inputs).
         prepared: what the rule's ``prepare`` returned for this node (or ``{}``).
         state: analyzer-wide state (e.g. patterns), shared by all nodes.
+        tape_xs: the tensors the tape recorded as the node's inputs, when ``xs`` are casts of
+            them (a float16/bfloat16 node under mixed precision, seen by rules in float32).
+        tape_ys: likewise for the outputs.
     """
 
     node: Any
@@ -57,10 +60,21 @@ class NodeContext:
     tape: Any
     prepared: dict
     state: Any
+    tape_xs: Any = None
+    tape_ys: Any = None
 
     def vjp(self, rs):
         """The plain gradient of the node applied to ``rs`` (vector-Jacobian product)."""
-        return vjp(self.tape, self.ys, self.xs, rs)
+        xs = self.xs if self.tape_xs is None else self.tape_xs
+        ys = self.ys if self.tape_ys is None else self.tape_ys
+        return vjp(self.tape, ys, xs, rs)
+
+
+def _per_sample(v, t):
+    """A per-sample vector ``v`` shaped to broadcast against the batch-first tensor ``t``."""
+    import tensorflow as tf
+
+    return tf.reshape(v, tf.concat([[tf.shape(v)[0]], tf.ones([tf.rank(t) - 1], tf.int32)], 0))
 
 
 def vjp(tape, ys, xs, rs):
@@ -76,10 +90,26 @@ def vjp(tape, ys, xs, rs):
     out = [None] * len(xs)
     if not floats or tape is None:
         return out
+    # Signals wider than the recorded computation (float32 signals through a float16/bfloat16
+    # node): the vjp is linear in ``rs``, so each sample's signals are divided by their peak
+    # before the cast to the node's dtype (no overflow, full relative precision) and the gradient
+    # is multiplied back in the signals' dtype.
+    wide = None
+    if any(r is not None and r.dtype != y.dtype for r, y in zip(rs, ys)):
+        wide = next(r.dtype for r in rs if r is not None)
+        peak = None
+        for r in rs:
+            if r is not None:
+                m = tf.reduce_max(tf.abs(tf.reshape(r, [tf.shape(r)[0], -1])), axis=1)
+                peak = m if peak is None else tf.maximum(peak, m)
+        peak = tf.where(peak > 0, peak, tf.ones_like(peak))
+        rs = [None if r is None else tf.cast(r / _per_sample(peak, r), y.dtype) for r, y in zip(rs, ys)]
     grads = tape.gradient(
         ys, [xs[i] for i in floats], output_gradients=rs,
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
     )
     for i, g in zip(floats, grads):
+        if wide is not None and g is not None:
+            g = tf.cast(g, wide) * _per_sample(peak, g)
         out[i] = g
     return out

@@ -22,7 +22,7 @@ def _kernel(node, state, attribution):
     a = tf.convert_to_tensor(state["patterns"][state["keys"][node.name]])
     if attribution:
         a = a * tf.cast(node_params(node).kernel(), a.dtype)
-    return {"kernel": tf.cast(a, node.layer.compute_dtype)}
+    return {"kernel": a}
 
 
 def _prepare_net(node, state):
@@ -38,7 +38,9 @@ def _pattern_backward(ctx, rs):
     (r,) = rs
     k = ctx.prepared["kernel"]
     layer = ctx.node.layer
-    r = tf.cast(r, k.dtype)
+    # The signal's dtype (float32 under mixed precision: the mirror widens 16-bit nodes).
+    k = tf.cast(k, r.dtype)
+    x = tf.cast(x, r.dtype)
     if isinstance(layer, DENSE):
         return [tf.tensordot(r, k, axes=[[len(r.shape) - 1], [1]])]
     with tf.GradientTape() as tape:
