@@ -10,6 +10,7 @@ maps = analyzer.analyze(x)
 """
 
 from keras_patterns import analyzers as _analyzers  # noqa: F401  (registers the analyzers)
+from keras_patterns import callbacks
 from keras_patterns.analyzers.registry import create_analyzer, list_analyzers
 from keras_patterns.errors import (
     AnalyzerFileError,

@@ -37,6 +37,10 @@ class Analyzer:
     name = None
     #: whether :meth:`fit` does something.
     needs_fitting = False
+    #: what the maps are: ``"attribution"`` (relevance/importance per input, drawn as a heat map
+    #: symmetric around 0) or ``"signal"`` (a signal in input space, drawn with
+    #: :func:`keras_patterns.visualization.project`). Read by the pictures and the callback.
+    output_kind = "attribution"
 
     def __init__(self, model, neuron_selection_mode="max_activation", batch_size=32):
         self.model = model

@@ -71,6 +71,7 @@ class Deconvnet(ReverseAnalyzer):
     """
 
     head = "value"
+    output_kind = "signal"
     rules = ((_relu_node, DECONVNET_RELU),)
 
     def __init__(self, model, **kwargs):

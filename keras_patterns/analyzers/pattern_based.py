@@ -137,6 +137,7 @@ class PatternNet(ReverseAnalyzer):
 
     head = "value"
     needs_fitting = True
+    output_kind = "signal"
     rules = ((KERNEL_LAYERS, PATTERN_NET),)
 
     def __init__(self, model, patterns=None, pattern_type="relu", project_bottleneck=False, **kwargs):
@@ -346,4 +347,5 @@ class PatternAttribution(PatternNet):
     ```
     """
 
+    output_kind = "attribution"
     rules = ((KERNEL_LAYERS, PATTERN_ATTRIBUTION),)
