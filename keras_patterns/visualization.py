@@ -289,8 +289,8 @@ def plot_grid(maps_by_method, images=None, row_labels=None, col_labels=None, pat
         target: target class per sample, shown in the column titles. Defaults to `None`.
         class_names: names of the classes indexed by ``predicted``/``target``. Defaults to `None`.
         kinds: ``{method: "signal" | "attribution"}`` overriding the registry. Defaults to `None`.
-        colorbar: add a colour bar (relative relevance, -1 to 1) to each attribution row.
-            Defaults to `False`.
+        colorbar: add one colour bar (relevance / max |relevance|, -1 to 1) at the right, the scale
+            of the attribution rows (drawn only if there is one). Defaults to `False`.
         clip_quantile: passed to :func:`heatmap`. Defaults to `None`.
         cmap: the heat-map colormap. Defaults to `"seismic"`.
         dpi: resolution of the PNG. Defaults to `100`.
