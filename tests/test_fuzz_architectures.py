@@ -151,7 +151,8 @@ def specs(draw, bias=None, batchnorm=True, dropout=True, families=("dense", "con
         elif kind == "zeropad":
             blocks.append(("zeropad", 1))
             shape = [size + 2] * 2 + [shape[-1]]
-    has_graph = n_inputs == 2 or any(b[0] in ("residual", "concat") for b in blocks)
+    # nested sub-models are applied as functions of a tensor, so they need a Functional model too
+    has_graph = n_inputs == 2 or any(b[0] in ("residual", "concat", "nested") for b in blocks)
     functional = True if has_graph else draw(st.booleans())
     head = "flatten" if family == "dense" else draw(st.sampled_from(["flatten", "gap"]))
     return dict(seed=draw(st.integers(0, 2 ** 16)), family=family, bias=use_bias,
