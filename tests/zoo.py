@@ -268,13 +268,15 @@ def cached_float64(name):
     policy, holding the float32 model's weights exactly (float32 -> float64 is exact)."""
     if name not in _CACHE64:
         model = cached(name)
-        previous = keras.config.dtype_policy()
+        previous, floatx = keras.config.dtype_policy(), keras.config.floatx()
         keras.config.set_dtype_policy("float64")
+        keras.config.set_floatx("float64")  # the model's Input too, not only its layers
         try:
             keras.utils.set_random_seed(0)
             twin = {**ZOO, **SLOW_ZOO}[name]()
         finally:
             keras.config.set_dtype_policy(previous)
+            keras.config.set_floatx(floatx)
         twin.set_weights([w.astype("float64") for w in model.get_weights()])
         _CACHE64[name] = twin
     return _CACHE64[name]
