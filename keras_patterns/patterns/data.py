@@ -322,6 +322,18 @@ def _check_summary(summary, data, read, steps):
         )
 
 
+class _Progbar(keras.utils.Progbar):
+    """Keras' progress bar, with the number of samples fed shown as an integer."""
+
+    def show(self, step, samples, finalize=False):
+        if self.verbose == 1:
+            # A value that is not a list is printed as it is (Keras formats metrics as %.4f).
+            if "samples" not in self._values_order:
+                self._values_order.append("samples")
+            self._values["samples"] = int(samples)
+        self.update(step, finalize=finalize)
+
+
 def run_pass(stats, data, batch_size=32, steps=None, verbose="auto", skip_nonfinite=False):
     """Feeds every batch of ``data`` to ``stats.update_state`` with a Keras progress bar.
 
@@ -358,9 +370,7 @@ def run_pass(stats, data, batch_size=32, steps=None, verbose="auto", skip_nonfin
     verbose = _check_verbose(verbose)
     skip_nonfinite = _check_skip_nonfinite(skip_nonfinite)
     it, total = batches(data, batch_size, steps)
-    bar = keras.utils.Progbar(
-        total, verbose=verbose, unit_name="step", stateful_metrics=["samples"]
-    ) if verbose else None
+    bar = _Progbar(total, verbose=verbose, unit_name="step") if verbose else None
     seen = samples = read = skipped = skipped_batches = 0
     for x in it:
         arrays = _input_arrays(x)
@@ -377,10 +387,10 @@ def run_pass(stats, data, batch_size=32, steps=None, verbose="auto", skip_nonfin
             samples += n - (0 if rows is None else len(rows))
         seen += 1
         read += n
-        if bar is not None:
-            bar.update(seen, values=[("samples", samples)], finalize=False)
+        if bar is not None and (total is None or seen < total):
+            bar.show(seen, samples)
     if bar is not None:
-        bar.update(seen, values=[("samples", samples)], finalize=True)
+        bar.show(seen, samples, finalize=True)  # the last step is drawn once, as the final line
     summary = PassSummary(seen, samples, skipped, skipped_batches)
     _check_summary(summary, data, read, steps)
     return summary
