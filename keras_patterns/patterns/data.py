@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_patterns.errors import NonFiniteDataError
+from keras_patterns._warnings import user_stacklevel
 
 EXPECTED = (
     "a NumPy array (or list/dict of arrays), a tf.data.Dataset, a keras.utils.PyDataset or a Python "
@@ -312,13 +313,13 @@ def _check_summary(summary, data, read, steps):
         warnings.warn(
             f"Skipped {skipped} sample(s) holding NaN or Inf values, from {skipped_batches} "
             f"batch(es); the patterns use the other {samples} sample(s).",
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
     if steps is not None and seen < steps:
         warnings.warn(
             f"The data ran out after {seen} batch(es) ({read} samples); expected steps={steps}. "
             "The patterns use the batches seen.",
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
 
 
