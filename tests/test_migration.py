@@ -117,3 +117,9 @@ def test_repr(mlp):
     assert r.startswith("<LRPEpsilon 'lrp.epsilon' model='mlp' ") and "epsilon=0.1" in r
     assert "neuron_selection_mode='max_activation'" in r
     assert "fitted=False" in repr(kp.create_analyzer("pattern.net", mlp))
+
+
+def test_fit_on_npz_file_names_the_arrays(mlp, x, tmp_path):
+    np.savez(tmp_path / "d.npz", x=x)
+    with np.load(tmp_path / "d.npz") as data, pytest.raises(TypeError, match=r"arrays \['x'\].*data\['x'\]"):
+        kp.create_analyzer("pattern.net", mlp).fit(data, verbose=0)

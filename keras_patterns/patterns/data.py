@@ -143,6 +143,12 @@ def batches(data, batch_size=32, steps=None):
             data.on_epoch_end()
 
         return gen(), total
+    if isinstance(data, np.lib.npyio.NpzFile):  # iterating it gives its key names (strings)
+        raise TypeError(
+            f"`data` must be {EXPECTED}. Received: the contents of an .npz file (arrays "
+            f"{list(data.files)}); pass one of its arrays, e.g. data[{data.files[0]!r}]"
+            if data.files else f"`data` must be {EXPECTED}. Received: an empty .npz file"
+        )
     if isinstance(data, (str, bytes)) or callable(data) and not hasattr(data, "__next__"):
         raise TypeError(
             f"`data` must be {EXPECTED}. Received: {type(data).__name__}"
