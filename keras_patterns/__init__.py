@@ -7,30 +7,53 @@ import keras_patterns as kp
 analyzer = kp.create_analyzer("gradient", kp.model_wo_softmax(model))
 maps = analyzer.analyze(x)
 ```
+
+The public names are imported on first use (PEP 562), so that ``import keras_patterns.cli``
+(``keras-patterns --help``) does not import TensorFlow. Accessing any of them, or importing
+``keras_patterns.analyzers``, registers every analyzer.
 """
 
-from keras_patterns import analyzers as _analyzers  # noqa: F401  (registers the analyzers)
-from keras_patterns import callbacks
-from keras_patterns.analyzers.registry import create_analyzer, list_analyzers
-from keras_patterns.errors import (
-    AnalyzerFileError,
-    KerasPatternsError,
-    NonFiniteDataError,
-    NonFiniteResultError,
-    NotAnalyzeableModelError,
-    NotFittedError,
-    UnsupportedLayerError,
-)
-from keras_patterns.io import load_analyzer
-from keras_patterns.mapping import register_rule, unregister_rule
-from keras_patterns.models import model_wo_softmax
-from keras_patterns.patterns import PatternComputer
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AnalyzerFileError", "KerasPatternsError", "NonFiniteDataError", "NonFiniteResultError",
-    "NotAnalyzeableModelError", "NotFittedError", "PatternComputer", "UnsupportedLayerError",
-    "create_analyzer", "list_analyzers", "load_analyzer", "model_wo_softmax", "register_rule",
-    "unregister_rule",
-]
+#: public name -> module defining it.
+_LAZY = {
+    "AnalyzerFileError": "keras_patterns.errors",
+    "KerasPatternsError": "keras_patterns.errors",
+    "NonFiniteDataError": "keras_patterns.errors",
+    "NonFiniteResultError": "keras_patterns.errors",
+    "NotAnalyzeableModelError": "keras_patterns.errors",
+    "NotFittedError": "keras_patterns.errors",
+    "UnsupportedLayerError": "keras_patterns.errors",
+    "create_analyzer": "keras_patterns.analyzers.registry",
+    "list_analyzers": "keras_patterns.analyzers.registry",
+    "load_analyzer": "keras_patterns.io",
+    "register_rule": "keras_patterns.mapping",
+    "unregister_rule": "keras_patterns.mapping",
+    "model_wo_softmax": "keras_patterns.models",
+    "PatternComputer": "keras_patterns.patterns",
+}
+
+__all__ = sorted(_LAZY) + ["callbacks"]
+
+#: submodules that ``import keras_patterns`` used to import eagerly (``kp.analyzers`` etc.).
+_SUBMODULES = ("analyzers", "callbacks", "canonizers", "datasets", "errors", "graph", "io", "linear",
+               "mapping", "mirror", "models", "patterns", "rules", "selection", "fingerprint",
+               "visualization")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"keras_patterns.{name}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_patterns' has no attribute {name!r}")
+    importlib.import_module("keras_patterns.analyzers")  # registers the analyzers
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,6 +1,10 @@
 """Model utilities."""
 
+import warnings
+
 import keras
+
+from keras_patterns._warnings import user_stacklevel
 
 from keras_patterns.graph import _keras_internals as ki
 from keras_patterns.graph.layers import layer_activation
@@ -39,10 +43,11 @@ def model_wo_softmax(model):
         model: a Functional or Sequential Keras model with one output.
 
     Returns:
-        A new ``keras.Model``.
+        A new ``keras.Model``; ``model`` itself, with a warning, when it does not end in a softmax
+        (as code ported from iNNvestigate calls it on every model).
 
     Raises:
-        ValueError: if the model has several outputs or does not end in a softmax.
+        ValueError: if the model has several outputs or is not Functional/Sequential.
 
     Example:
 
@@ -60,9 +65,11 @@ def model_wo_softmax(model):
         raise ValueError(f"Expected a model with one output. Received: {len(model.outputs)} outputs")
     new_out = _strip(model)
     if new_out is None:
-        raise ValueError(
+        warnings.warn(
             f"Model {model.name!r} does not end in a softmax (its last layer is "
-            f"{ki.node_operation(ki.producer_node(model.outputs[0])).name!r}); nothing to remove."
+            f"{ki.node_operation(ki.producer_node(model.outputs[0])).name!r}); it is returned "
+            "unchanged.", stacklevel=user_stacklevel(),
         )
+        return model
     inputs = model.inputs if len(model.inputs) > 1 else model.inputs[0]
     return keras.Model(inputs, new_out, name=model.name + "_wo_softmax")

@@ -48,6 +48,9 @@ def seed(y, mode, indices=None, head="value"):
 def normalize_indices(neuron_selection, mode, batch, n_outputs):
     """Validates ``neuron_selection`` and returns an int32 array of shape (batch,).
 
+    ``neuron_selection`` may be an int, a list or array of ``batch`` ints, or an array of shape
+    ``(batch, 1)``.
+
     Raises:
         ValueError: index given outside "index" mode, missing in "index" mode, out of range, or of
             the wrong length.
@@ -72,6 +75,8 @@ def normalize_indices(neuron_selection, mode, batch, n_outputs):
             raise ValueError(
                 f"`neuron_selection` must be integer. Received: neuron_selection={neuron_selection!r}"
             )
+    if idx.ndim == 2 and idx.shape[1] == 1:  # a column (N, 1), as iNNvestigate code often passes
+        idx = idx[:, 0]
     if idx.ndim == 0:
         idx = np.full((batch,), int(idx))
     elif idx.ndim != 1 or idx.shape[0] != batch:

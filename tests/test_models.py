@@ -45,8 +45,9 @@ def test_model_wo_softmax_nested_application():
 
 def test_model_wo_softmax_without_softmax():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    with pytest.raises(ValueError, match="does not end in a softmax"):
-        kp.model_wo_softmax(model)
+    with pytest.warns(UserWarning, match="does not end in a softmax.*returned unchanged") as record:
+        assert kp.model_wo_softmax(model) is model
+    assert record[0].filename == __file__  # the warning points at the user's line
 
 
 def test_registry_names():

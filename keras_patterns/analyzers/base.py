@@ -8,10 +8,12 @@ import tensorflow as tf
 
 from keras_patterns import selection
 from keras_patterns.canonizers import prepare_graph
-from keras_patterns.errors import NonFiniteResultError
+from keras_patterns.errors import NonFiniteResultError, NotAnalyzeableModelError
 from keras_patterns.graph.checks import check_no_softmax
 from keras_patterns.mapping import resolve
 from keras_patterns.mirror import Mirror
+from keras_patterns.rules import GRADIENT
+from keras_patterns._warnings import user_stacklevel
 
 #: Guards the lazy creation of ``Analyzer._compiled``: threads whose first ``analyze`` calls
 #: overlap must share one tf.function (traced once), not each create and trace their own.
@@ -27,6 +29,15 @@ class Analyzer:
         neuron_selection_mode: ``"max_activation"``, ``"index"`` or ``"all"``. Defaults to
             `"max_activation"`.
         batch_size: default number of samples per compiled call in :meth:`analyze`. Defaults to `32`.
+        disable_model_checks: iNNvestigate's switch. `True` turns the refusals of non-ReLU
+            networks (``deconvnet``, ``guided_backprop``, ``deep_taylor``) into warnings. A softmax
+            is refused all the same (the backward pass needs the logits). Defaults to `False`.
+        allow_lambda_layers: iNNvestigate's switch. `True` lets ``keras.layers.Lambda`` layers
+            through, handled by their gradient; `False` refuses them as layers without a rule.
+            Defaults to `False`.
+        **reverse_kwargs: iNNvestigate's ``reverse_*`` arguments, for code ported from it (see
+            :data:`REVERSE_KWARGS`): accepted when they ask for what this library does anyway,
+            a ValueError naming the alternative otherwise.
 
     Raises:
         NotAnalyzeableModelError: several outputs, a softmax, a subclassed model.
@@ -42,15 +53,37 @@ class Analyzer:
     #: :func:`keras_patterns.visualization.project`). Read by the pictures and the callback.
     output_kind = "attribution"
 
-    def __init__(self, model, neuron_selection_mode="max_activation", batch_size=32):
+    def __init__(self, model, neuron_selection_mode="max_activation", batch_size=32,
+                 disable_model_checks=False, allow_lambda_layers=False, **reverse_kwargs):
+        for arg, value in (("disable_model_checks", disable_model_checks),
+                           ("allow_lambda_layers", allow_lambda_layers)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"`{arg}` must be True or False. Received: {arg}={value!r}")
+        self.disable_model_checks = bool(disable_model_checks)
+        self.allow_lambda_layers = bool(allow_lambda_layers)
+        _check_reverse_kwargs(type(self).__name__, reverse_kwargs, self._reverse_kwarg_allowed)
         self.model = model
         self.neuron_selection_mode = selection.check_mode(neuron_selection_mode)
         if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
             raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
         self.batch_size = int(batch_size)
         self._config = {"neuron_selection_mode": neuron_selection_mode, "batch_size": int(batch_size)}
+        # Saved only when set, so that files and configs of analyzers without them stay as they were.
+        if self.disable_model_checks:
+            self._config["disable_model_checks"] = True
+        if self.allow_lambda_layers:
+            self._config["allow_lambda_layers"] = True
         self.graph = prepare_graph(model)
-        check_no_softmax(self.graph)
+        try:
+            check_no_softmax(self.graph)
+        except NotAnalyzeableModelError as e:
+            if not self.disable_model_checks:
+                raise
+            raise NotAnalyzeableModelError(
+                f"{e} disable_model_checks=True does not cover softmax: the backward rules are "
+                "defined for the logits (a softmax would need a rule of its own), so this check "
+                "cannot be turned into a warning."
+            ) from None
         self._input_specs = [
             (tuple(self.graph.tensors[t].shape), self.graph.tensors[t].dtype) for t in self.graph.inputs
         ]
@@ -63,10 +96,68 @@ class Analyzer:
         """The constructor arguments (JSON-serialisable), without the model."""
         return dict(self._config)
 
+    def __repr__(self):
+        try:
+            config = self.get_config()
+        except Exception:  # a config holding unsaveable objects: the repr must not fail
+            config = {}
+        base = ("neuron_selection_mode", "batch_size")
+        items = [(k, v) for k, v in config.items() if k not in base and v is not None]
+        items.append(("neuron_selection_mode", self.neuron_selection_mode))
+        if self.batch_size != 32:
+            items.append(("batch_size", self.batch_size))
+        if self.needs_fitting:
+            items.append(("fitted", self._is_fitted()))
+        text = " ".join(f"{k}={_short_repr(v)}" for k, v in items)
+        model = getattr(self.model, "name", type(self.model).__name__)
+        return f"<{type(self).__name__} {self.name!r} model={model!r} {text}>"
+
+    def _is_fitted(self):
+        return True
+
+    #: iNNvestigate ``reverse_*`` arguments this class accepts with a value other than the default
+    #: (name -> predicate on the value); see :func:`_check_reverse_kwargs`.
+    _reverse_kwarg_allowed = {}
+
     def fit(self, *args, **kwargs):
         """Does nothing for analyzers that need no fitting (warns and returns self)."""
-        warnings.warn(f"Analyzer {self.name!r} needs no fitting; fit() does nothing.", stacklevel=2)
+        warnings.warn(f"Analyzer {self.name!r} needs no fitting; fit() does nothing.", stacklevel=user_stacklevel())
         return self
+
+    def fit_generator(self, generator, steps_per_epoch=None, epochs=1, verbose="auto", steps=None,
+                      max_queue_size=None, workers=None, use_multiprocessing=None, **kwargs):
+        """iNNvestigate's (and Keras 2's) ``fit_generator``: :meth:`fit` on batches from ``generator``.
+
+        Args:
+            generator: a Python generator, ``keras.utils.PyDataset`` or ``tf.data.Dataset`` yielding
+                ``x``, ``(x, y)`` or ``(x, y, sample_weight)`` batches (``y`` is ignored).
+            steps_per_epoch: the number of batches to use (Keras' name). Defaults to `None` (all;
+                an endless generator needs it).
+            epochs: must be 1: patterns are computed in closed form in one pass. Defaults to `1`.
+            verbose: as in :meth:`fit`. Defaults to `"auto"`.
+            steps: iNNvestigate's name for ``steps_per_epoch``; give one of the two.
+            max_queue_size, workers, use_multiprocessing: accepted and ignored (the batches are
+                read in the calling thread; the result does not depend on them).
+            **kwargs: further arguments of :meth:`fit` (e.g. ``skip_nonfinite``).
+
+        Returns:
+            The analyzer.
+        """
+        if steps is not None and steps_per_epoch is not None and steps != steps_per_epoch:
+            raise ValueError(
+                "Give `steps_per_epoch` or its iNNvestigate name `steps`, not both. Received: "
+                f"steps_per_epoch={steps_per_epoch!r}, steps={steps!r}"
+            )
+        if epochs != 1 or isinstance(epochs, bool):
+            raise ValueError(
+                f"Patterns are computed in closed form in one pass; `epochs` must be 1. Received: epochs={epochs!r}"
+            )
+        if not self.needs_fitting:
+            warnings.warn(f"Analyzer {self.name!r} needs no fitting; fit_generator() does nothing.",
+                          stacklevel=user_stacklevel())
+            return self
+        return self.fit(generator, steps=steps if steps is not None else steps_per_epoch,
+                        verbose=verbose, **kwargs)
 
     def save(self, path):
         """Saves configuration, fitted state and model to one file (see :mod:`keras_patterns.io`)."""
@@ -183,9 +274,17 @@ class Analyzer:
                 if self._compiled is None:
                     # No tensor-dependent Python control flow in the reverse pass: AutoGraph would
                     # only add transpiling time (seconds on deep models).
-                    self._compiled = tf.function(
+                    compiled = tf.function(
                         self._analyze_batch, input_signature=self._signature(), autograph=False
                     )
+                    # TensorFlow counts traces per code object (``__code__``), summed over all
+                    # tf.functions wrapping it: every analyzer of a class shares
+                    # ``_analyze_batch``'s, so a script building several analyzers got a spurious
+                    # "N out of the last N calls ... triggered tf.function retracing" warning.
+                    # Each analyzer's function traces once (fixed input_signature): omit it.
+                    if hasattr(compiled, "_omit_frequent_tracing_warning"):
+                        compiled._omit_frequent_tracing_warning = True
+                    self._compiled = compiled
                 compiled = self._compiled
         if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
             raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
@@ -221,6 +320,44 @@ class Analyzer:
             )
 
 
+#: iNNvestigate's ``reverse_*`` constructor arguments (all default to False there).
+#: ``reverse_check_finite``: maps are always checked (NonFiniteResultError), so both values are
+#: accepted. ``reverse_reapply_on_copied_layers``: the model is never modified (the backward pass
+#: runs on a mirror of it), so both values give the same maps and are accepted. The others ask for
+#: debugging output or intermediate tensors that are not produced: only False is accepted, except
+#: ``reverse_project_bottleneck_layers`` on the pattern analyzers (= ``project_bottleneck``).
+REVERSE_KWARGS = {
+    "reverse_verbose": "per-layer debug printing is not implemented; inspect `analyzer.plan` for "
+                       "the rule of every layer",
+    "reverse_clip_values": "clipping the backward signal at every layer is not implemented; clip "
+                           "the returned maps with np.clip if needed",
+    "reverse_project_bottleneck_layers": "bottleneck projection is implemented for the pattern "
+                                         "analyzers only (their `project_bottleneck=True`)",
+    "reverse_check_min_max_values": "per-layer min/max debug printing is not implemented",
+    "reverse_check_finite": None,
+    "reverse_keep_tensors": "intermediate backward tensors are not kept; the analyzer returns "
+                            "input maps only",
+    "reverse_reapply_on_copied_layers": None,
+}
+
+
+def _check_reverse_kwargs(cls_name, kwargs, allowed):
+    """Validates iNNvestigate's ``reverse_*`` arguments; unknown names raise a TypeError."""
+    for key, value in kwargs.items():
+        if key not in REVERSE_KWARGS:
+            raise TypeError(f"{cls_name}.__init__() got an unexpected keyword argument {key!r}")
+        why = REVERSE_KWARGS[key]
+        if why is None or value is False or value is None or key in allowed and allowed[key](value):
+            continue
+        raise ValueError(f"`{key}` (from iNNvestigate) is not supported by {cls_name}: {why}. "
+                         f"Received: {key}={value!r}; only {key}=False is accepted.")
+
+
+def _short_repr(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _widen(m):
     """A float16/bfloat16 map as float32; other maps unchanged."""
     half = m.dtype.name in ("float16", "bfloat16")
@@ -254,8 +391,17 @@ class ReverseAnalyzer(Analyzer):
     def _mirror_state(self):
         return None
 
+    def _all_rules(self):
+        """The method's rules, then the gradient for Lambda layers if ``allow_lambda_layers``."""
+        rules = list(self._rule_list())
+        if self.allow_lambda_layers:
+            import keras
+
+            rules.append((keras.layers.Lambda, GRADIENT))
+        return rules
+
     def _build_mirror(self):
-        self.plan = resolve(self.graph, self._rule_list(), method=self.name)
+        self.plan = resolve(self.graph, self._all_rules(), method=self.name)
         self.mirror = Mirror(self.graph, self.plan, self._mirror_state())
         self._compiled = None
 

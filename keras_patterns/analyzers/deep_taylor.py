@@ -34,7 +34,8 @@ class DeepTaylor(ReverseAnalyzer):
 
     def __init__(self, model, **kwargs):
         super().__init__(model, **kwargs)
-        check_relu_only(self.graph, self.name, warn_for=RECTIFIER_VARIANTS + ("leaky_relu",))
+        check_relu_only(self.graph, self.name, warn_for=RECTIFIER_VARIANTS + ("leaky_relu",),
+                        action="warn" if self.disable_model_checks else "raise")
 
     def _rule_list(self):
         return ((KERNEL_LAYERS, R.ALPHA_1_BETA_0_IB), (ACTIVATIONS, IDENTITY))

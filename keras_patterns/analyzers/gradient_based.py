@@ -76,7 +76,7 @@ class Deconvnet(ReverseAnalyzer):
 
     def __init__(self, model, **kwargs):
         super().__init__(model, **kwargs)
-        check_relu_only(self.graph, self.name)
+        check_relu_only(self.graph, self.name, action="warn" if self.disable_model_checks else "raise")
 
 
 @register("guided_backprop")

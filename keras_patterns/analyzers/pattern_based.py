@@ -19,6 +19,7 @@ from keras_patterns.patterns.computer import PatternComputer
 from keras_patterns.patterns.estimators import canonical_pattern_type
 from keras_patterns.patterns.statistics import pattern_keys
 from keras_patterns.rules.pattern import PATTERN_ATTRIBUTION, PATTERN_NET
+from keras_patterns._warnings import user_stacklevel
 
 #: Per-sample signal magnitudes outside [1e-15, 1e15] make all pending backward signals rescaled.
 _RESCALE_ABOVE = 1e15
@@ -141,6 +142,16 @@ class PatternNet(ReverseAnalyzer):
     rules = ((KERNEL_LAYERS, PATTERN_NET),)
 
     def __init__(self, model, patterns=None, pattern_type="relu", project_bottleneck=False, **kwargs):
+        # iNNvestigate's name for the same projection (its PatternNet forces it on).
+        rpbl = kwargs.pop("reverse_project_bottleneck_layers", None)
+        if rpbl is not None:
+            if not isinstance(rpbl, (bool, np.bool_)) or (project_bottleneck and not rpbl):
+                raise ValueError(
+                    "`reverse_project_bottleneck_layers` (iNNvestigate's name of `project_bottleneck`) "
+                    "must be True or False and agree with `project_bottleneck`. Received: "
+                    f"reverse_project_bottleneck_layers={rpbl!r}, project_bottleneck={project_bottleneck!r}"
+                )
+            project_bottleneck = bool(rpbl) or project_bottleneck
         self.pattern_type = _check_pattern_type(pattern_type)
         if not isinstance(project_bottleneck, (bool, np.bool_)):
             raise ValueError(
@@ -239,8 +250,15 @@ class PatternNet(ReverseAnalyzer):
         self._fitted_fingerprint = self._fingerprint()
         self._warned_outdated = False
 
-    def fit(self, data, batch_size=32, steps=None, verbose="auto", skip_nonfinite=False):
+    def _is_fitted(self):
+        return self._patterns is not None
+
+    def fit(self, data, y=None, batch_size=32, steps=None, verbose="auto", skip_nonfinite=False):
         """Fits the patterns in one streaming pass over ``data`` (in inference mode).
+
+        ``y`` is accepted and ignored, so that Keras-style ``analyzer.fit(x_train, y_train)``
+        works (patterns need no labels). Pass ``batch_size`` by keyword: an int as second
+        positional argument raises a TypeError (iNNvestigate's ``fit(X, batch_size)`` order).
 
         Arguments and errors are those of :meth:`keras_patterns.PatternComputer.compute` (arrays,
         ``tf.data.Dataset``, ``PyDataset`` or generators; ``batch_size``, ``steps``, ``verbose``,
@@ -251,6 +269,11 @@ class PatternNet(ReverseAnalyzer):
         Returns:
             The analyzer (fitted), so ``create_analyzer(...).fit(x).analyze(x)`` works.
         """
+        if isinstance(y, (int, np.integer)) and not isinstance(y, bool):
+            raise TypeError(
+                "The second argument of fit() is `y` (ignored, as in Keras' model.fit(x, y)); pass "
+                f"the batch size by keyword, fit(x, batch_size={int(y)}). Received: y={y!r}"
+            )
         if self._computer is None:
             self._computer = PatternComputer(self.model, self.pattern_type, graph=self.graph)
         self._set_patterns(self._computer.compute(
@@ -271,7 +294,7 @@ class PatternNet(ReverseAnalyzer):
         return {"patterns": self._patterns, "keys": pattern_keys(self.graph)}
 
     def _build_mirror(self):
-        self.plan = resolve(self.graph, self._rule_list(), method=self.name)
+        self.plan = resolve(self.graph, self._all_rules(), method=self.name)
         self.mirror = (
             None if self._patterns is None
             else _RescalingMirror(self.graph, self.plan, self._mirror_state())
@@ -290,7 +313,7 @@ class PatternNet(ReverseAnalyzer):
             warnings.warn(
                 f"{self.name}: the model's weights changed since the patterns were fitted; the maps "
                 "use the current weights with the old patterns. Call analyzer.fit(data) again to "
-                "re-fit them (this warning is shown once per fit).", stacklevel=2,
+                "re-fit them (this warning is shown once per fit).", stacklevel=user_stacklevel(),
             )
         maps = super().analyze(x, neuron_selection=neuron_selection, batch_size=batch_size)
         saturated = sorted({
@@ -301,7 +324,7 @@ class PatternNet(ReverseAnalyzer):
             warnings.warn(
                 f"{self.name}: the backward signal exceeds the float32 range for samples {saturated} "
                 "and saturates at about 3.3e38 (directions are kept, magnitudes are not). The "
-                "patterns are poorly conditioned; fit them on more data.", stacklevel=2,
+                "patterns are poorly conditioned; fit them on more data.", stacklevel=user_stacklevel(),
             )
         return maps
 

@@ -30,6 +30,7 @@ from keras_patterns.graph.layers import (
 )
 from keras_patterns.rules import IDENTITY, Rule
 from keras_patterns.rules import lrp as R
+from keras_patterns._warnings import user_stacklevel
 
 L = keras.layers
 
@@ -212,7 +213,7 @@ class LRP(ReverseAnalyzer):
             if bad:
                 warnings.warn(
                     f"{type(self).__name__} is not advised for networks with non-ReLU activations. "
-                    f"Received: {', '.join(bad)}.", stacklevel=2,
+                    f"Received: {', '.join(bad)}.", stacklevel=user_stacklevel(),
                 )
 
     @staticmethod

@@ -4,6 +4,7 @@ import warnings
 
 from keras_patterns.errors import NotAnalyzeableModelError
 from keras_patterns.graph.layers import layer_activation
+from keras_patterns._warnings import user_stacklevel
 
 
 def check_single_output(model, graph):
@@ -74,10 +75,10 @@ def check_relu_only(graph, method, warn_for=RECTIFIER_VARIANTS, action="raise"):
         )
         if action == "raise":
             raise NotAnalyzeableModelError(message)
-        warnings.warn(message, stacklevel=3)
+        warnings.warn(message, stacklevel=user_stacklevel())
     variants = sorted(set(non_relu_nodes(graph)) - set(bad))
     if variants:
         warnings.warn(
             f"{method} is specified for plain ReLU networks; these ReLU variants are treated like "
-            f"ReLU: {', '.join(variants)}.", stacklevel=3,
+            f"ReLU: {', '.join(variants)}.", stacklevel=user_stacklevel(),
         )

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_patterns.errors import NonFiniteDataError
+from keras_patterns._warnings import user_stacklevel
 
 EXPECTED = (
     "a NumPy array (or list/dict of arrays), a tf.data.Dataset, a keras.utils.PyDataset or a Python "
@@ -142,6 +143,12 @@ def batches(data, batch_size=32, steps=None):
             data.on_epoch_end()
 
         return gen(), total
+    if isinstance(data, np.lib.npyio.NpzFile):  # iterating it gives its key names (strings)
+        raise TypeError(
+            f"`data` must be {EXPECTED}. Received: the contents of an .npz file (arrays "
+            f"{list(data.files)}); pass one of its arrays, e.g. data[{data.files[0]!r}]"
+            if data.files else f"`data` must be {EXPECTED}. Received: an empty .npz file"
+        )
     if isinstance(data, (str, bytes)) or callable(data) and not hasattr(data, "__next__"):
         raise TypeError(
             f"`data` must be {EXPECTED}. Received: {type(data).__name__}"
@@ -312,14 +319,26 @@ def _check_summary(summary, data, read, steps):
         warnings.warn(
             f"Skipped {skipped} sample(s) holding NaN or Inf values, from {skipped_batches} "
             f"batch(es); the patterns use the other {samples} sample(s).",
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
     if steps is not None and seen < steps:
         warnings.warn(
             f"The data ran out after {seen} batch(es) ({read} samples); expected steps={steps}. "
             "The patterns use the batches seen.",
-            stacklevel=4,
+            stacklevel=user_stacklevel(),
         )
+
+
+class _Progbar(keras.utils.Progbar):
+    """Keras' progress bar, with the number of samples fed shown as an integer."""
+
+    def show(self, step, samples, finalize=False):
+        if self.verbose == 1:
+            # A value that is not a list is printed as it is (Keras formats metrics as %.4f).
+            if "samples" not in self._values_order:
+                self._values_order.append("samples")
+            self._values["samples"] = int(samples)
+        self.update(step, finalize=finalize)
 
 
 def run_pass(stats, data, batch_size=32, steps=None, verbose="auto", skip_nonfinite=False):
@@ -358,9 +377,7 @@ def run_pass(stats, data, batch_size=32, steps=None, verbose="auto", skip_nonfin
     verbose = _check_verbose(verbose)
     skip_nonfinite = _check_skip_nonfinite(skip_nonfinite)
     it, total = batches(data, batch_size, steps)
-    bar = keras.utils.Progbar(
-        total, verbose=verbose, unit_name="step", stateful_metrics=["samples"]
-    ) if verbose else None
+    bar = _Progbar(total, verbose=verbose, unit_name="step") if verbose else None
     seen = samples = read = skipped = skipped_batches = 0
     for x in it:
         arrays = _input_arrays(x)
@@ -377,10 +394,10 @@ def run_pass(stats, data, batch_size=32, steps=None, verbose="auto", skip_nonfin
             samples += n - (0 if rows is None else len(rows))
         seen += 1
         read += n
-        if bar is not None:
-            bar.update(seen, values=[("samples", samples)], finalize=False)
+        if bar is not None and (total is None or seen < total):
+            bar.show(seen, samples)
     if bar is not None:
-        bar.update(seen, values=[("samples", samples)], finalize=True)
+        bar.show(seen, samples, finalize=True)  # the last step is drawn once, as the final line
     summary = PassSummary(seen, samples, skipped, skipped_batches)
     _check_summary(summary, data, read, steps)
     return summary
