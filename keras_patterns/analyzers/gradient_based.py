@@ -14,6 +14,19 @@ def _relu_node(node, graph):
     return is_rectifier(node.layer)
 
 
+_STARTS = {"value": "value", "one": "ones"}
+
+
+def _check_start(start):
+    """The seed head (``"value"`` or ``"ones"``) of a ``start`` argument."""
+    if not isinstance(start, str) or start not in _STARTS:
+        raise ValueError(
+            "`start` must be 'value' (start from the selected output value, as iNNvestigate) or "
+            f"'one' (start from 1, the textbook seeding). Received: start={start!r}"
+        )
+    return _STARTS[start]
+
+
 @register("gradient")
 class Gradient(ReverseAnalyzer):
     """The gradient of the selected output with respect to the input.
@@ -63,19 +76,36 @@ class Deconvnet(ReverseAnalyzer):
     """Deconvnet (Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", 2014,
     arXiv 1311.2901): at every ReLU the backward signal is rectified, the forward mask is ignored.
 
-    Starts from the selected output value (iNNvestigate's identity head). Rectifier variants
-    (ReLU6, clipped or thresholded ReLU layers) are treated like ReLU, with a warning.
+    By default the backward pass starts from the selected output value (iNNvestigate's identity
+    head), so the maps are the textbook maps times that value; ``start="one"`` starts from 1 at the
+    selected neuron, as the papers, xplique and tf-keras-vis do. Rectifier variants (ReLU6, clipped
+    or thresholded ReLU layers) are treated like ReLU, with a warning.
+
+    Args:
+        model: a Keras model without softmax, with ReLU non-linearities only.
+        start: ``"value"`` (start from the selected output value, as iNNvestigate) or ``"one"``
+            (start from 1, the textbook seeding). Defaults to `"value"`.
+        **kwargs: ``neuron_selection_mode``, ``batch_size`` (see :class:`Analyzer`).
 
     Raises:
         NotAnalyzeableModelError: if the model has other non-linearities (tanh, LeakyReLU, ...).
+        ValueError: if ``start`` is not ``"value"`` or ``"one"``.
+
+    Example:
+
+    ```python
+    maps = kp.create_analyzer("deconvnet", model, start="one").analyze(x)
+    ```
     """
 
     head = "value"
     output_kind = "signal"
     rules = ((_relu_node, DECONVNET_RELU),)
 
-    def __init__(self, model, **kwargs):
+    def __init__(self, model, start="value", **kwargs):
+        self.head = _check_start(start)
         super().__init__(model, **kwargs)
+        self._config["start"] = start
         check_relu_only(self.graph, self.name, action="warn" if self.disable_model_checks else "raise")
 
 
@@ -84,7 +114,8 @@ class GuidedBackprop(Deconvnet):
     """Guided backpropagation (Springenberg et al., "Striving for Simplicity: The All Convolutional
     Net", 2015, arXiv 1412.6806): at every ReLU, relu(signal) * [forward input > 0].
 
-    Starts from the selected output value (iNNvestigate's identity head).
+    Starts from the selected output value (iNNvestigate's identity head) by default, or from 1
+    with ``start="one"`` (see :class:`Deconvnet`).
     """
 
     rules = ((_relu_node, GUIDED_RELU),)
