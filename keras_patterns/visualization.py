@@ -141,7 +141,7 @@ def graymap(a, reduce="sum", clip_quantile=None):
 
     Args:
         a: one map (H, W, C) or (H, W), or a batch (N, H, W, C).
-        reduce: channel reduction before the absolute value. Defaults to `"sum"` (|sum of channels|).
+        reduce: channel reduction before the absolute value. Defaults to `"sum"` (the absolute value of the channel sum).
         clip_quantile: clip each map at this quantile of its absolute values first. Defaults to
             `None`.
 
@@ -289,7 +289,7 @@ def plot_grid(maps_by_method, images=None, row_labels=None, col_labels=None, pat
         target: target class per sample, shown in the column titles. Defaults to `None`.
         class_names: names of the classes indexed by ``predicted``/``target``. Defaults to `None`.
         kinds: ``{method: "signal" | "attribution"}`` overriding the registry. Defaults to `None`.
-        colorbar: add one colour bar (relevance / max |relevance|, -1 to 1) at the right, the scale
+        colorbar: add one colour bar (``relevance / max |relevance|``, -1 to 1) at the right, the scale
             of the attribution rows (drawn only if there is one). Defaults to `False`.
         clip_quantile: passed to :func:`heatmap`. Defaults to `None`.
         cmap: the heat-map colormap. Defaults to `"seismic"`.
