@@ -54,6 +54,10 @@ EXPECTED_REFUSALS = {
 #: sample independence (a permuted batch) are checked on the twin too: identical float32 calls of
 #: lrp.w_square on ResNet50 differed by 1e-4 of the max under pytest-xdist.
 DIVIDING = r"lrp.*|deep_taylor.*"
+#: DIVIDING, and the pattern methods with patterns fitted on 16 samples (poorly conditioned: maps
+#: of 1e8 on ResNet50, where identical float32 calls differed by 2.7e-3 of the max under
+#: pytest-xdist in a CI-like run): checked on the float64 twin on the applications.
+ILL_CONDITIONED = DIVIDING + r"|pattern\..*"
 
 #: Analyzers whose maps depend on the sample's position in the batch by design.
 POSITION_DEPENDENT = {"random"}
@@ -157,13 +161,15 @@ def run_contract(name, model_name, tmp_path, save_load, n=3, float64_consistency
     for m, xi in zip(maps, xs):
         assert m.shape == xi.shape
         assert np.all(np.isfinite(m)), f"{name} on {model_name}: non-finite values"
-    if float64_consistency and re.fullmatch(DIVIDING, name):
+    if float64_consistency and re.fullmatch(ILL_CONDITIONED, name):
         # Determinism, sample independence and batch == one-by-one of a dividing rule on a deep
         # application are checked on the float64 twin (see DIVIDING): in float32 the rule turns
         # ulp-level run-to-run differences of the CPU kernels (measured under pytest-xdist:
         # identical calls of lrp.w_square on ResNet50 differing by 1e-4 of the max) into visible
         # ones; in float64 they are ~1e-16 times the same amplification (~1e-12), far below 1e-5.
         checked = kp.create_analyzer(name, zoo.cached_float64(model_name), **kwargs)
+        if checked.needs_fitting:
+            checked.fit(fit_x, batch_size=8, verbose=0)
         reference = _as_list(checked.analyze(x))
         same = _close
     else:
