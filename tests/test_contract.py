@@ -57,6 +57,9 @@ DIVIDING = r"lrp.*|deep_taylor.*"
 #: DIVIDING, and the pattern methods with patterns fitted on 16 samples (poorly conditioned: maps
 #: of 1e8 on ResNet50, where identical float32 calls differed by 2.7e-3 of the max under
 #: pytest-xdist in a CI-like run): checked on the float64 twin on the applications.
+#: Models without a float64 twin: TensorFlow's MaxPool3D has no float64 kernel.
+NO_FLOAT64_TWIN = {"conv3d"}
+#: With oneDNN off, lrp.z_IB on the small `batchnorm` model: batch vs one-by-one 1.1e-5 of the max.
 ILL_CONDITIONED = DIVIDING + r"|pattern\..*"
 
 #: Analyzers whose maps depend on the sample's position in the batch by design.
@@ -161,7 +164,8 @@ def run_contract(name, model_name, tmp_path, save_load, n=3, float64_consistency
     for m, xi in zip(maps, xs):
         assert m.shape == xi.shape
         assert np.all(np.isfinite(m)), f"{name} on {model_name}: non-finite values"
-    if float64_consistency and re.fullmatch(ILL_CONDITIONED, name):
+    if (float64_consistency and re.fullmatch(ILL_CONDITIONED, name)
+            and model_name not in NO_FLOAT64_TWIN):
         # Determinism, sample independence and batch == one-by-one of a dividing rule on a deep
         # application are checked on the float64 twin (see DIVIDING): in float32 the rule turns
         # ulp-level run-to-run differences of the CPU kernels (measured under pytest-xdist:
@@ -203,7 +207,7 @@ def run_contract(name, model_name, tmp_path, save_load, n=3, float64_consistency
 @pytest.mark.parametrize("name", ANALYZERS)
 def test_contract(name, model_name, tmp_path):
     run_contract(name, model_name, tmp_path, save_load=model_name in ("dense_mlp", "residual"),
-                 follow_weights=True)
+                 float64_consistency=True, follow_weights=True)
 
 
 @pytest.mark.slow
