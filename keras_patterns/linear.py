@@ -46,11 +46,6 @@ def apply_kernel(layer, x, kernel):
     )
 
 
-def bias_of(layer):
-    """The layer's bias variable, or None."""
-    return layer.bias if getattr(layer, "use_bias", False) else None
-
-
 def add_bias(layer, z, bias):
     """Adds a bias vector along the layer's channel axis."""
     if bias is None:
@@ -196,16 +191,3 @@ def batchnorm_scale_offset(layer):
         return o + tf.convert_to_tensor(layer.beta) if layer.center else o
 
     return scale, offset
-
-
-def batchnorm_affine(layer):
-    """The inference-time affine map of a BatchNormalization layer as (scale, offset) numpy arrays.
-
-    y = scale * x + offset with scale = gamma / sqrt(var + eps), offset = beta - scale * mean.
-    """
-    mean = np.asarray(layer.moving_mean, dtype="float64")
-    var = np.asarray(layer.moving_variance, dtype="float64")
-    gamma = np.asarray(layer.gamma, dtype="float64") if layer.scale else np.ones_like(mean)
-    beta = np.asarray(layer.beta, dtype="float64") if layer.center else np.zeros_like(mean)
-    scale = gamma / np.sqrt(var + layer.epsilon)
-    return scale, beta - scale * mean

@@ -14,6 +14,8 @@ pre-activations cannot overflow the 16-bit range); only the recorded node gradie
 (``ctx.vjp``) run in the node's dtype, on per-sample normalised signals.
 """
 
+import collections
+
 import tensorflow as tf
 
 from keras_patterns.rules.base import NodeContext
@@ -42,6 +44,11 @@ def _cast_like(r, y):
     return r if r.dtype == dtype else tf.cast(r, dtype)
 
 
+class Record(collections.namedtuple("Record", ["tape", "xs"])):
+    """What the forward pass recorded of one node: its tape (None without float inputs) and the
+    inputs it was computed from."""
+
+
 class Mirror:
     """The reversed graph of a canonized model under a rule plan.
 
@@ -63,32 +70,33 @@ class Mirror:
         return rule.prepare(node, self.state) if rule.prepare else {}
 
     def forward(self, inputs):
-        """Runs the forward pass, recording each node. Returns (values, tapes).
+        """Runs the forward pass, recording each node.
 
-        The inputs each node was computed from (after the cast to its compute dtype) are kept in
-        ``self._node_xs`` for the reverse walk of the same trace.
+        Returns:
+            ``(values, records)``: every tensor's value, and per node name a :class:`Record` of
+            the tape and of the inputs the node was computed from (after the cast to its compute
+            dtype), which is what the tape watched.
         """
-        tapes = {}
-        self._node_xs = {}
+        records = {}
 
         def hook(node, xs):
             xs = _node_inputs(node, xs)
-            self._node_xs[node.name] = xs
             floats = [x for x in xs if x.dtype.is_floating]
             if not floats:
-                tapes[node.name] = None
+                records[node.name] = Record(None, xs)
                 return node.fn(xs)
             with tf.GradientTape() as tape:
                 for x in floats:
                     tape.watch(x)
                 ys = node.fn(xs)
-            tapes[node.name] = tape
+            records[node.name] = Record(tape, xs)
             return ys
 
-        return self.graph.run(inputs, hook), tapes
+        return self.graph.run(inputs, hook), records
 
-    def backward(self, values, tapes, seed):
-        """Walks the graph in reverse from ``seed`` at the output.
+    def backward(self, values, records, seed):
+        """Walks the graph in reverse from ``seed`` at the output (``values, records`` as returned
+        by :meth:`forward`).
 
         Returns:
             A list with one signal per graph input (zeros for inputs nothing flows back to, None
@@ -102,12 +110,12 @@ class Mirror:
             if all(r is None for r in rs):
                 continue
             ys = [values[t] for t in node.outputs]
-            xs = getattr(self, "_node_xs", {}).get(node.name) or [values[t] for t in node.inputs]
+            tape, xs = records[node.name]
             wide_xs, wide_ys = [_wide(x) for x in xs], [_wide(y) for y in ys]
             rs = [tf.zeros_like(y) if r is None else _cast_like(r, y) for r, y in zip(rs, wide_ys)]
             narrow = any(a is not b for a, b in zip(wide_xs + wide_ys, xs + ys))
             ctx = NodeContext(
-                node, wide_xs, wide_ys, tapes.get(node.name), self.prepare(node), self.state,
+                node, wide_xs, wide_ys, tape, self.prepare(node), self.state,
                 tape_xs=xs if narrow else None, tape_ys=ys if narrow else None,
             )
             r_ins = self.plan[node.name].backward(ctx, rs)
@@ -149,6 +157,6 @@ class Mirror:
         Returns:
             (list of input signals, model output).
         """
-        values, tapes = self.forward(inputs)
+        values, records = self.forward(inputs)
         y = values[self.graph.outputs[0]]
-        return self.backward(values, tapes, seed_fn(y)), y
+        return self.backward(values, records, seed_fn(y)), y

@@ -65,7 +65,7 @@ def test_maps_equal_fresh_analyzers_at_every_epoch(data, tmp_path):
     for analyzer in cb.analyzers.values():  # built once, traced once
         assert analyzer._compiled.experimental_get_tracing_count() == 1
     stats = cb.analyzers["pattern.attribution"]._computer.statistics
-    assert stats._update.experimental_get_tracing_count() == 1
+    assert stats._update_finite.experimental_get_tracing_count() == 1
     assert [t["tag"] for t in cb.timings] == ["epoch_001", "epoch_002", "epoch_003"]
 
     folder = tmp_path / "analysis"

@@ -125,7 +125,7 @@ def _check_follows_weights(name, analyzer, model, x, kwargs, fit_x):
     if analyzer.needs_fitting:
         assert analyzer.patterns_outdated
         analyzer.fit(fit_x, batch_size=8, verbose=0)
-        assert analyzer._computer.statistics._update.experimental_get_tracing_count() == 1
+        assert analyzer._computer.statistics._update_finite.experimental_get_tracing_count() == 1
     after = _as_list(analyzer.analyze(x))
     fresh = kp.create_analyzer(name, model, **kwargs)
     if fresh.needs_fitting:
@@ -141,9 +141,32 @@ def _check_follows_weights(name, analyzer, model, x, kwargs, fit_x):
 
 def run_contract(name, model_name, tmp_path, save_load, n=3, float64_consistency=False,
                  follow_weights=False):
+    """The contract of analyzer ``name`` on zoo model ``model_name`` (see :func:`check_contract`)."""
     # A model of its own when its weights will be changed; the shared one otherwise.
     model = zoo.build(model_name) if follow_weights else zoo.cached(model_name)
-    x = zoo.inputs_for(model, n=n, seed=1)
+    has_twin = float64_consistency and model_name not in NO_FLOAT64_TWIN
+    twin = (lambda: zoo.cached_float64(model_name)) if has_twin else None
+    check_contract(
+        name, model, zoo.inputs_for(model, n=n, seed=1), zoo.inputs_for(model, n=16, seed=2),
+        tmp_path, save_load=save_load, twin=twin, follow_weights=follow_weights,
+        model_name=model_name,
+    )
+
+
+def check_contract(name, model, x, fit_x, tmp_path, save_load, twin=None, follow_weights=False,
+                   model_name=None):
+    """The contract checks of analyzer ``name`` on ``model``, probed with ``x``.
+
+    Args:
+        fit_x: fitting data for the pattern methods.
+        twin: None, or ``twin() -> float64 twin of model``: then determinism, permutation and
+            batch == one-by-one of ill-conditioned rules (``ILL_CONDITIONED``) run on the twin.
+        follow_weights: after the checks, change the model's weights and compare the reused
+            analyzer with a fresh one (the model must be the test's own).
+        model_name: the name matched against ``EXPECTED_REFUSALS``. Defaults to `model.name`.
+    """
+    model_name = model_name or model.name
+    n = len(_as_list(x)[0])
     before = _snapshot(model)
     kwargs = dict(EXTRA_KWARGS.get(name, {}))
     refusal = _lookup(EXPECTED_REFUSALS, name, model_name)
@@ -151,11 +174,10 @@ def run_contract(name, model_name, tmp_path, save_load, n=3, float64_consistency
         with pytest.raises(refusal[0], match=refusal[1]):
             a = kp.create_analyzer(name, model, **kwargs)
             if a.needs_fitting:
-                a.fit(zoo.inputs_for(model, n=16, seed=2), verbose=0)
+                a.fit(fit_x, verbose=0)
             a.analyze(x)
         return
     analyzer = kp.create_analyzer(name, model, **kwargs)
-    fit_x = zoo.inputs_for(model, n=16, seed=2)
     if analyzer.needs_fitting:
         analyzer.fit(fit_x, batch_size=8, verbose=0)
     maps = _as_list(analyzer.analyze(x))
@@ -164,14 +186,13 @@ def run_contract(name, model_name, tmp_path, save_load, n=3, float64_consistency
     for m, xi in zip(maps, xs):
         assert m.shape == xi.shape
         assert np.all(np.isfinite(m)), f"{name} on {model_name}: non-finite values"
-    if (float64_consistency and re.fullmatch(ILL_CONDITIONED, name)
-            and model_name not in NO_FLOAT64_TWIN):
+    if twin is not None and re.fullmatch(ILL_CONDITIONED, name):
         # Determinism, sample independence and batch == one-by-one of a dividing rule on a deep
         # application are checked on the float64 twin (see DIVIDING): in float32 the rule turns
         # ulp-level run-to-run differences of the CPU kernels (measured under pytest-xdist:
         # identical calls of lrp.w_square on ResNet50 differing by 1e-4 of the max) into visible
         # ones; in float64 they are ~1e-16 times the same amplification (~1e-12), far below 1e-5.
-        checked = kp.create_analyzer(name, zoo.cached_float64(model_name), **kwargs)
+        checked = kp.create_analyzer(name, twin(), **kwargs)
         if checked.needs_fitting:
             checked.fit(fit_x, batch_size=8, verbose=0)
         reference = _as_list(checked.analyze(x))
@@ -189,7 +210,7 @@ def run_contract(name, model_name, tmp_path, save_load, n=3, float64_consistency
             _close(p[order], m)
         _check_batch_equals_singles(checked, x, n, batch=reference)
     if save_load:
-        path = tmp_path / "analyzer.kpa"
+        path = tmp_path / f"{name}.kpa"
         analyzer.save(str(path))
         loaded = kp.load_analyzer(str(path))
         for m, m2 in zip(maps, _as_list(loaded.analyze(x))):

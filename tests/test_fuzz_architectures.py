@@ -17,8 +17,8 @@ Checks:
   parametrized over ``kp.list_analyzers()`` (every analyzer is covered by construction, a newly
   registered one included) with a few generated models each; ``test_random_analyzers_on_random_
   architectures`` draws the model *and* a subset of 3 analyzers per example, which is what the
-  "long" profile scales up. For analyzers matching ``DIVIDING`` the batch == one-by-one check runs
-  on a float64 twin of the model (as the contract's ``zoo.cached_float64`` does), so it also holds
+  "long" profile scales up. For ill-conditioned analyzers (``ILL_CONDITIONED``) determinism,
+  permutation and batch == one-by-one run on a float64 twin of the model (as the contract's ``zoo.cached_float64`` does), so it also holds
   on biased, BatchNormalization-carrying, ill-conditioned cases;
 * identities on bias-free, BatchNormalization-free ReLU nets built in float64: LRP-Z equals
   input x gradient, and the LRP-Z map sums to the selected output;
@@ -30,7 +30,6 @@ latter selected with the environment variable ``KP_FUZZ_PROFILE=long``.
 """
 
 import os
-import re
 import zlib
 
 import keras
@@ -42,9 +41,7 @@ from keras import layers as L
 
 import keras_patterns as kp
 import zoo
-from test_contract import (DIVIDING, EXPECTED_REFUSALS, EXTRA_KWARGS, POSITION_DEPENDENT, _as_list,
-                           _check_batch_equals_singles, _check_follows_weights, _close, _lookup,
-                           _snapshot)
+from test_contract import _as_list, check_contract
 
 _COMMON = dict(deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
 settings.register_profile("ci", derandomize=True, max_examples=3, **_COMMON)
@@ -289,59 +286,16 @@ def _inputs(model, seed, n=3, dtype="float32"):
 
 # -------------------------------------------------------------------------------- the contract
 def contract(name, spec, tmp_path, x_seed, n=3):
-    """The checks of ``test_contract.run_contract`` on the generated model of ``spec``.
-
-    Tolerances are the contract's: ``_close`` (1e-5 of the map's max-abs) where a batch and its
-    samples run differently batched float32 kernels; bit equality where the same computation runs
-    twice (determinism, save/load); the batch == one-by-one check of ``DIVIDING`` analyzers on the
-    float64 twin (rounding ~1e-16, so even a 1e6-fold amplification by a near-zero denominator
-    stays far below 1e-5).
-    """
+    """The contract of ``test_contract.check_contract`` on the generated model of ``spec``, with
+    save/load and the live-weights check; ill-conditioned rules (``ILL_CONDITIONED``: the dividing
+    rules and the pattern methods) are checked for determinism, permutation and batch ==
+    one-by-one on the float64 twin, where rounding is ~1e-16 and even a 1e6-fold amplification by a
+    near-zero denominator stays far below the contract's 1e-5 of the max-abs."""
     model = build(spec)
-    x = _inputs(model, x_seed, n)
-    fit_x = _inputs(model, x_seed + 1, 16)
-    before = _snapshot(model)
-    kwargs = dict(EXTRA_KWARGS.get(name, {}))
-    refusal = _lookup(EXPECTED_REFUSALS, name, model.name)
-    if refusal:
-        with pytest.raises(refusal[0], match=refusal[1]):
-            a = kp.create_analyzer(name, model, **kwargs)
-            if a.needs_fitting:
-                a.fit(fit_x, verbose=0)
-            a.analyze(x)
-        return
-    analyzer = kp.create_analyzer(name, model, **kwargs)
-    if analyzer.needs_fitting:
-        analyzer.fit(fit_x, batch_size=8, verbose=0)
-    maps = _as_list(analyzer.analyze(x))
-    xs = _as_list(x)
-    assert len(maps) == len(xs)
-    for m, xi in zip(maps, xs):
-        assert m.shape == xi.shape
-        assert np.all(np.isfinite(m)), f"{name}: non-finite values"
-    for m, m2 in zip(maps, _as_list(analyzer.analyze(x))):
-        np.testing.assert_array_equal(m, m2)
-    if name not in POSITION_DEPENDENT:
-        order = np.arange(n)[::-1]
-        permuted = _as_list(analyzer.analyze([v[order] for v in x] if isinstance(x, list) else x[order]))
-        for m, p in zip(maps, permuted):
-            _close(p[order], m)
-        if re.fullmatch(DIVIDING, name):
-            twin = float64_twin(spec, model)
-            _check_batch_equals_singles(kp.create_analyzer(name, twin, **kwargs),
-                                        _inputs(model, x_seed, n, "float64"), n)
-        else:
-            _check_batch_equals_singles(analyzer, x, n, batch=maps)
-    path = tmp_path / f"{name}.kpa"
-    analyzer.save(str(path))
-    loaded = kp.load_analyzer(str(path))
-    for m, m2 in zip(maps, _as_list(loaded.analyze(x))):
-        np.testing.assert_array_equal(m, m2)
-    after = _snapshot(model)
-    assert after[0] == before[0], "model config changed"
-    for w0, w1 in zip(before[1], after[1]):
-        np.testing.assert_array_equal(w0, w1)
-    _check_follows_weights(name, analyzer, model, x, kwargs, fit_x)
+    check_contract(
+        name, model, _inputs(model, x_seed, n), _inputs(model, x_seed + 1, 16), tmp_path,
+        save_load=True, twin=lambda: float64_twin(spec, model), follow_weights=True,
+    )
 
 
 @pytest.mark.parametrize("name", ANALYZERS)

@@ -166,8 +166,8 @@ def run_rule(model, rule, x, r):
     graph = canonize(walk(model))
     assert len(graph.nodes) == 1
     mirror = Mirror(graph, Plan({graph.nodes[0].name: rule}))
-    values, tapes = mirror.forward([tf.constant(x)])
-    (out,) = mirror.backward(values, tapes, tf.constant(r))
+    values, records = mirror.forward([tf.constant(x)])
+    (out,) = mirror.backward(values, records, tf.constant(r))
     return out.numpy()
 
 

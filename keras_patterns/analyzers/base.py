@@ -9,6 +9,7 @@ import tensorflow as tf
 from keras_patterns import selection
 from keras_patterns.canonizers import prepare_graph
 from keras_patterns.errors import NonFiniteResultError, NotAnalyzeableModelError
+from keras_patterns.graph import _keras_internals as ki
 from keras_patterns.graph.checks import check_no_softmax
 from keras_patterns.mapping import resolve
 from keras_patterns.mirror import Mirror
@@ -277,13 +278,9 @@ class Analyzer:
                     compiled = tf.function(
                         self._analyze_batch, input_signature=self._signature(), autograph=False
                     )
-                    # TensorFlow counts traces per code object (``__code__``), summed over all
-                    # tf.functions wrapping it: every analyzer of a class shares
-                    # ``_analyze_batch``'s, so a script building several analyzers got a spurious
-                    # "N out of the last N calls ... triggered tf.function retracing" warning.
-                    # Each analyzer's function traces once (fixed input_signature): omit it.
-                    if hasattr(compiled, "_omit_frequent_tracing_warning"):
-                        compiled._omit_frequent_tracing_warning = True
+                    # Each analyzer's function traces once (fixed input_signature), but TensorFlow
+                    # sums traces over all analyzers of a class and would warn of "retracing".
+                    ki.omit_frequent_tracing_warning(compiled)
                     self._compiled = compiled
                 compiled = self._compiled
         if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):

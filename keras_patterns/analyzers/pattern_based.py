@@ -18,6 +18,7 @@ from keras_patterns.mirror import Mirror
 from keras_patterns.patterns.computer import PatternComputer
 from keras_patterns.patterns.estimators import canonical_pattern_type
 from keras_patterns.patterns.statistics import pattern_keys
+from keras_patterns.rules.base import per_sample
 from keras_patterns.rules.pattern import PATTERN_ATTRIBUTION, PATTERN_NET
 from keras_patterns._warnings import user_stacklevel
 
@@ -43,10 +44,6 @@ class _RescalingMirror(Mirror):
     rescaling the result is the plain backward pass, bit for bit.
     """
 
-    @staticmethod
-    def _per_sample(v, r):
-        return tf.reshape(v, tf.concat([[tf.shape(v)[0]], tf.ones([tf.rank(r) - 1], tf.int32)], 0))
-
     def _start(self, seed):
         # The log of the scale in float32 at least (a float16/bfloat16 signal under mixed precision).
         dtype = tf.float32 if seed.dtype in (tf.float16, tf.bfloat16) else seed.dtype
@@ -64,13 +61,13 @@ class _RescalingMirror(Mirror):
         rescale = (peak > _RESCALE_ABOVE) | ((peak < _RESCALE_BELOW) & (peak > 0))
         factor = tf.where(rescale, 1.0 / tf.where(rescale, peak, tf.ones_like(peak)), tf.ones_like(peak))
         signals = {
-            t: (r * tf.cast(self._per_sample(factor, r), r.dtype) if r.dtype.is_floating else r)
+            t: (r * tf.cast(per_sample(factor, r), r.dtype) if r.dtype.is_floating else r)
             for t, r in signals.items()
         }
         return signals, log_scale - tf.math.log(factor)
 
     def _finish(self, r, log_scale):
-        ls = tf.cast(self._per_sample(log_scale, r), r.dtype)
+        ls = tf.cast(per_sample(log_scale, r), r.dtype)
         scaled = tf.sign(r) * tf.exp(tf.minimum(tf.math.log(tf.abs(r)) + ls, _LOG_MAX))
         return tf.where(ls != 0, scaled, r)
 
@@ -187,6 +184,12 @@ class PatternNet(ReverseAnalyzer):
         return {k: v.numpy() for k, v in self._patterns.items()}
 
     @property
+    def skipped_samples(self):
+        """Samples the last :meth:`fit` left out for NaN/Inf (``skip_nonfinite=True``); None
+        before any fit."""
+        return None if self._computer is None else self._computer.skipped_samples
+
+    @property
     def patterns_outdated(self):
         """True when the model's weights changed since the patterns were fitted (or set).
 
@@ -279,7 +282,6 @@ class PatternNet(ReverseAnalyzer):
         self._set_patterns(self._computer.compute(
             data, batch_size=batch_size, steps=steps, verbose=verbose, skip_nonfinite=skip_nonfinite,
         ))
-        self.skipped_samples = self._computer.skipped_samples
         return self
 
     def _state_arrays(self):

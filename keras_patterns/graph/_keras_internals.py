@@ -1,4 +1,4 @@
-"""The only module that touches private Keras 3 attributes.
+"""The only module that touches private Keras 3 (and TensorFlow) attributes.
 
 Keras 3 keeps the layer graph of a Functional model on its symbolic tensors: every ``KerasTensor``
 has a ``_keras_history`` (operation, node_index, tensor_index), every operation has
@@ -97,3 +97,25 @@ def shared_clone(layer, **config_overrides):
         )
     clone.built = True
     return clone
+
+
+def omit_frequent_tracing_warning(function):
+    """Switches off TensorFlow's "N out of the last N calls ... triggered tf.function retracing"
+    warning for one ``tf.function``.
+
+    TensorFlow counts traces per Python code object, summed over every ``tf.function`` wrapping it:
+    all analyzers of a class share ``_analyze_batch``'s, so a script building several analyzers
+    (each traced once, with a fixed input signature) got the warning. A no-op where TensorFlow
+    lacks the private attribute.
+    """
+    if hasattr(function, "_omit_frequent_tracing_warning"):
+        function._omit_frequent_tracing_warning = True
+    return function
+
+
+def progbar_set_value(progbar, name, value):
+    """Shows ``value`` as it is (an int, say) next to a ``keras.utils.Progbar``'s bar: values
+    given to ``update`` are averaged and printed as %.4f; a value that is not a list is not."""
+    if name not in progbar._values_order:
+        progbar._values_order.append(name)
+    progbar._values[name] = value

@@ -44,12 +44,14 @@ class PatternComputer:
         self.pattern_type = pattern_type
         self.graph = prepare_graph(model) if graph is None else graph
         self.statistics = PatternStatistics(self.graph, pattern_type)
+        #: samples the last :meth:`compute` left out for NaN/Inf (None before any).
+        self.skipped_samples = None
 
     def compute(self, data, batch_size=32, steps=None, verbose="auto", skip_nonfinite=False):
         """Runs the fitting pass and returns the patterns.
 
-        Every batch is checked for NaN and Inf before it is used (one ``np.isfinite`` per batch,
-        on the host).
+        Every batch is checked for NaN and Inf inside the compiled statistics update (one flag per
+        sample comes back to the host); samples holding them are never added to the sums.
 
         Args:
             data: a NumPy array (list/dict of arrays for several inputs), a ``tf.data.Dataset``, a

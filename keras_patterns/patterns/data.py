@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_patterns.errors import NonFiniteDataError
+from keras_patterns.graph import _keras_internals as ki
 from keras_patterns._warnings import user_stacklevel
 
 EXPECTED = (
@@ -207,33 +208,6 @@ def _per_sample(flags):
     return flags.reshape(flags.shape[0], int(np.prod(flags.shape[1:], dtype=np.int64))).any(axis=1)
 
 
-def _nonfinite_rows(arrays):
-    """Indices of the samples holding NaN or Inf in any of ``arrays``, or None when there are none.
-
-    The cost on finite data is one ``np.isfinite(...).all()`` over the batch (its float inputs);
-    the per-sample reduction runs only for a batch that holds NaN/Inf.
-
-    Raises:
-        ValueError: if the arrays of one batch have different numbers of samples.
-    """
-    views = [a for a in (_float_view(a) for a in arrays) if a is not None]
-    if len({a.shape[0] for a in views}) > 1:
-        raise ValueError(
-            "All inputs of a batch must have the same number of samples. Received: batch sizes "
-            f"{[a.shape[0] for a in views]}"
-        )
-    bad = None
-    for a in views:
-        try:
-            finite = np.isfinite(a)
-        except TypeError:  # a dtype without isfinite: not checked
-            continue
-        if not finite.all():
-            rows = _per_sample(~finite)
-            bad = rows if bad is None else bad | rows
-    return None if bad is None else np.flatnonzero(bad)
-
-
 def _listed(indices, offset=0):
     shown = ", ".join(str(int(i) + offset) for i in indices[:_LISTED])
     more = f", ... ({len(indices)} in all)" if len(indices) > _LISTED else ""
@@ -263,16 +237,12 @@ def _nonfinite_error(batch, rows, first_sample, arrays):
     )
 
 
-def _drop_rows(x, rows):
-    """The batch ``x`` without the samples ``rows`` (as NumPy arrays, the structure kept)."""
-    def drop(a):
-        return np.delete(np.asarray(a), rows, axis=0)
-
-    if isinstance(x, dict):
-        return {k: drop(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [drop(v) for v in x]
-    return drop(x)
+def _check_same_length(arrays):
+    lengths = [int(np.shape(a)[0]) for a in arrays if len(np.shape(a))]
+    if len(set(lengths)) > 1:
+        raise ValueError(
+            f"All inputs of a batch must have the same number of samples. Received: batch sizes {lengths}"
+        )
 
 
 def _batch_length(arrays):
@@ -334,18 +304,16 @@ class _Progbar(keras.utils.Progbar):
 
     def show(self, step, samples, finalize=False):
         if self.verbose == 1:
-            # A value that is not a list is printed as it is (Keras formats metrics as %.4f).
-            if "samples" not in self._values_order:
-                self._values_order.append("samples")
-            self._values["samples"] = int(samples)
+            ki.progbar_set_value(self, "samples", int(samples))
         self.update(step, finalize=finalize)
 
 
 def run_pass(stats, data, batch_size=32, steps=None, verbose="auto", skip_nonfinite=False):
-    """Feeds every batch of ``data`` to ``stats.update_state`` with a Keras progress bar.
+    """Feeds every batch of ``data`` to ``stats.update_state_finite`` with a Keras progress bar.
 
-    Every batch is checked for NaN and Inf on the host before it is fed (one ``np.isfinite``
-    over the batch; float inputs only). By default the first batch holding any raises
+    Every batch is checked for NaN and Inf (float inputs only) inside the compiled update: only
+    one flag per sample comes back to the host, and the samples holding NaN/Inf are never added
+    to the sums. By default the first batch holding any raises
     :class:`~keras_patterns.errors.NonFiniteDataError`; with ``skip_nonfinite=True`` the samples
     holding NaN/Inf are left out and a warning gives their number.
 
@@ -381,17 +349,16 @@ def run_pass(stats, data, batch_size=32, steps=None, verbose="auto", skip_nonfin
     seen = samples = read = skipped = skipped_batches = 0
     for x in it:
         arrays = _input_arrays(x)
+        _check_same_length(arrays)
         n = _batch_length(arrays)
-        rows = _nonfinite_rows(arrays)
-        if rows is not None:
+        finite = stats.update_state_finite(x)
+        rows = np.flatnonzero(~finite)
+        if len(rows):
             if not skip_nonfinite:
                 raise _nonfinite_error(seen, rows, read, arrays)
             skipped += len(rows)
             skipped_batches += 1
-            x = _drop_rows(x, rows) if len(rows) < n else None
-        if x is not None:
-            stats.update_state(x)
-            samples += n - (0 if rows is None else len(rows))
+        samples += n - len(rows)
         seen += 1
         read += n
         if bar is not None and (total is None or seen < total):

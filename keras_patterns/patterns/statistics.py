@@ -210,6 +210,9 @@ class PatternStatistics:
             for t in graph.inputs
         ]
         self._update = tf.function(self._update_fn, input_signature=[self._specs], autograph=False)
+        self._update_finite = tf.function(
+            self._update_finite_fn, input_signature=[self._specs], autograph=False
+        )
 
     @staticmethod
     def _var(shape, key, what):
@@ -269,6 +272,21 @@ class PatternStatistics:
             self._node_updates(node, values)
         return tf.constant(0)
 
+    def _update_finite_fn(self, inputs):
+        """Adds the samples whose float inputs are all finite; returns one flag per sample."""
+        inputs = list(inputs)
+        finite = tf.ones([tf.shape(inputs[0])[0]], tf.bool)
+        for x in inputs:
+            if x.dtype.is_floating:
+                flat = tf.reshape(x, [tf.shape(x)[0], -1])
+                finite = finite & tf.reduce_all(tf.math.is_finite(flat), axis=1)
+        kept = tf.cond(
+            tf.reduce_all(finite), lambda: inputs,
+            lambda: [tf.boolean_mask(x, finite) for x in inputs],
+        )
+        self._update_fn(kept)
+        return finite
+
     def _to_inputs(self, x):
         if isinstance(x, dict):
             x = [x[n] for n in self.graph.input_names]
@@ -303,6 +321,21 @@ class PatternStatistics:
                 multi-input models).
         """
         self._update(self._to_inputs(x))
+
+    def update_state_finite(self, x):
+        """Adds the samples of one batch whose inputs hold no NaN or Inf, and says which those were.
+
+        The check runs inside the compiled update, on the device that holds the batch: only one
+        flag per sample comes back to the host.
+
+        Args:
+            x: a batch of model inputs, as for :meth:`update_state`.
+
+        Returns:
+            A boolean NumPy array, one entry per sample: False for a sample holding NaN or Inf in
+            any of its float inputs (it was left out of the sums).
+        """
+        return self._update_finite(self._to_inputs(x)).numpy()
 
     def reset_state(self):
         """Sets every accumulated sum back to zero."""

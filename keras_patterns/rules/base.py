@@ -70,7 +70,7 @@ class NodeContext:
         return vjp(self.tape, ys, xs, rs)
 
 
-def _per_sample(v, t):
+def per_sample(v, t):
     """A per-sample vector ``v`` shaped to broadcast against the batch-first tensor ``t``."""
     import tensorflow as tf
 
@@ -103,13 +103,13 @@ def vjp(tape, ys, xs, rs):
                 m = tf.reduce_max(tf.abs(tf.reshape(r, [tf.shape(r)[0], -1])), axis=1)
                 peak = m if peak is None else tf.maximum(peak, m)
         peak = tf.where(peak > 0, peak, tf.ones_like(peak))
-        rs = [None if r is None else tf.cast(r / _per_sample(peak, r), y.dtype) for r, y in zip(rs, ys)]
+        rs = [None if r is None else tf.cast(r / per_sample(peak, r), y.dtype) for r, y in zip(rs, ys)]
     grads = tape.gradient(
         ys, [xs[i] for i in floats], output_gradients=rs,
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
     )
     for i, g in zip(floats, grads):
         if wide is not None and g is not None:
-            g = tf.cast(g, wide) * _per_sample(peak, g)
+            g = tf.cast(g, wide) * per_sample(peak, g)
         out[i] = g
     return out
