@@ -8,7 +8,8 @@ import warnings
 import keras
 import numpy as np
 
-from keras_patterns.analyzers.registry import _ANALYZERS, create_analyzer, list_analyzers
+from keras_patterns._warnings import user_stacklevel
+from keras_patterns.analyzers.registry import create_analyzer, get_analyzer_class, list_analyzers
 
 FORMATS = ("png", "npz", "tensorboard")
 
@@ -42,7 +43,7 @@ def _method_specs(methods):
             name, kwargs, factory = None, {}, m
         else:
             raise ValueError(f"`methods` must be {expected}. Received: {m!r} in methods={methods!r}")
-        if name is not None and name not in _ANALYZERS:
+        if name is not None and name not in list_analyzers():
             raise ValueError(f"Unknown analyzer name {name!r} in `methods`; expected one of "
                              f"{list_analyzers()}. Received: methods={methods!r}")
         specs.append((name, kwargs, factory))
@@ -177,7 +178,7 @@ class AnalysisCallback(keras.callbacks.Callback):
         self.x = x[: self.max_samples]
         self.y = None if y is None else np.asarray(y)[: self.max_samples]
         self.neuron_selection = self._check_selection(neuron_selection)
-        needs_fit = [n for n, _, f in self._specs if f is None and _ANALYZERS[n].needs_fitting]
+        needs_fit = [n for n, _, f in self._specs if f is None and get_analyzer_class(n).needs_fitting]
         if needs_fit and fit_data is None:
             raise ValueError(f"Methods {needs_fit} need `fit_data` to fit their patterns. "
                              "Received: fit_data=None")
@@ -315,7 +316,7 @@ class AnalysisCallback(keras.callbacks.Callback):
             warnings.warn(
                 f"AnalysisCallback draws pictures of image inputs (N, H, W, C) only; the probe batch "
                 f"has shape {self.x.shape}, so only the npz files are written. This warning is "
-                "shown once.", stacklevel=3,
+                "shown once.", stacklevel=user_stacklevel(),
             )
         if "png" in self.formats and pictures:
             when = f"batch {batch} (epoch {self._epoch + 1})" if batch else (
@@ -346,5 +347,5 @@ class AnalysisCallback(keras.callbacks.Callback):
                 warnings.warn(
                     f"AnalysisCallback could not write TensorBoard image summaries to {folder!r} "
                     f"({type(e).__name__}: {e}); the PNG and npz files are still written. This "
-                    "warning is shown once.", stacklevel=2,
+                    "warning is shown once.", stacklevel=user_stacklevel(),
                 )
