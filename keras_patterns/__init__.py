@@ -26,8 +26,12 @@ _LAZY = {
     "NotAnalyzeableModelError": "keras_patterns.errors",
     "NotFittedError": "keras_patterns.errors",
     "UnsupportedLayerError": "keras_patterns.errors",
-    "create_analyzer": "keras_patterns.analyzers.registry",
-    "list_analyzers": "keras_patterns.analyzers.registry",
+    "create_analyzer": "keras_patterns.registry",
+    "list_analyzers": "keras_patterns.registry",
+    "IntegratedGradients": "keras_patterns.analyzers.wrappers",
+    "SmoothGrad": "keras_patterns.analyzers.wrappers",
+    "SquareGrad": "keras_patterns.analyzers.wrappers",
+    "VarGrad": "keras_patterns.analyzers.wrappers",
     "load_analyzer": "keras_patterns.io",
     "register_rule": "keras_patterns.mapping",
     "unregister_rule": "keras_patterns.mapping",
@@ -39,7 +43,7 @@ __all__ = sorted(_LAZY) + ["callbacks"]
 
 #: submodules that ``import keras_patterns`` used to import eagerly (``kp.analyzers`` etc.).
 _SUBMODULES = ("analyzers", "callbacks", "canonizers", "datasets", "errors", "graph", "io", "linear",
-               "mapping", "mirror", "models", "patterns", "rules", "selection", "fingerprint",
+               "mapping", "mirror", "models", "patterns", "registry", "rules", "selection", "fingerprint",
                "visualization")
 
 

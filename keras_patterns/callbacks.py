@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from keras_patterns._warnings import user_stacklevel
-from keras_patterns.analyzers.registry import create_analyzer, get_analyzer_class, list_analyzers
+from keras_patterns.registry import capabilities, create_analyzer, list_analyzers
 
 FORMATS = ("png", "npz", "tensorboard")
 
@@ -178,7 +178,7 @@ class AnalysisCallback(keras.callbacks.Callback):
         self.x = x[: self.max_samples]
         self.y = None if y is None else np.asarray(y)[: self.max_samples]
         self.neuron_selection = self._check_selection(neuron_selection)
-        needs_fit = [n for n, _, f in self._specs if f is None and get_analyzer_class(n).needs_fitting]
+        needs_fit = [n for n, _, f in self._specs if f is None and capabilities(n)["needs_fitting"]]
         if needs_fit and fit_data is None:
             raise ValueError(f"Methods {needs_fit} need `fit_data` to fit their patterns. "
                              "Received: fit_data=None")

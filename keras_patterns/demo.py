@@ -9,18 +9,19 @@ import time
 
 import numpy as np
 
+#: (registry name, arguments). How a map is drawn is read from the analyzer's ``output_kind``.
 METHODS = (
-    ("gradient", {}, "heat"),
-    ("smoothgrad", {"augment_by_n": 32, "noise_scale": 0.2, "seed": 0}, "heat"),
-    ("deconvnet", {}, "signal"),
-    ("guided_backprop", {}, "signal"),
-    ("input_t_gradient", {}, "heat"),
-    ("integrated_gradients", {"steps": 32}, "heat"),
-    ("lrp.epsilon", {"epsilon": 0.1}, "heat"),
-    ("lrp.sequential_preset_a", {}, "heat"),
-    ("deep_taylor", {}, "heat"),
-    ("pattern.net", {}, "signal"),
-    ("pattern.attribution", {}, "heat"),
+    ("gradient", {}),
+    ("smoothgrad", {"augment_by_n": 32, "noise_scale": 0.2, "seed": 0}),
+    ("deconvnet", {}),
+    ("guided_backprop", {}),
+    ("input_t_gradient", {}),
+    ("integrated_gradients", {"steps": 32}),
+    ("lrp.epsilon", {"epsilon": 0.1}),
+    ("lrp.sequential_preset_a", {}),
+    ("deep_taylor", {}),
+    ("pattern.net", {}),
+    ("pattern.attribution", {}),
 )
 
 
@@ -77,7 +78,7 @@ def run_demo(out_dir="demo_out", n_train=3000, epochs=4, n_show=6, seed=0, verbo
     rows = [[vis.project(x[i]) for i in range(n_show)], [s_test[i, ..., 0] for i in range(n_show)]]
     labels = ["input", "true signal"]
     seconds = {}
-    for name, kwargs, kind in METHODS:
+    for name, kwargs in METHODS:
         analyzer = kp.create_analyzer(name, logits, **kwargs)
         if analyzer.needs_fitting:
             t0 = time.perf_counter()
@@ -86,7 +87,7 @@ def run_demo(out_dir="demo_out", n_train=3000, epochs=4, n_show=6, seed=0, verbo
         t0 = time.perf_counter()
         maps = analyzer.analyze(x)
         seconds[name] = time.perf_counter() - t0
-        pics = vis.project(maps) if kind == "signal" else vis.heatmap(maps)
+        pics = vis.render(maps, analyzer.output_kind)
         rows.append(list(pics))
         labels.append(name)
         log(f"{name}: {seconds[name]:.2f}s")

@@ -386,7 +386,7 @@ def _check_version(path, config):
 
 
 def _check_config_structure(path, config):
-    from keras_patterns.analyzers.registry import list_analyzers
+    from keras_patterns.registry import list_analyzers
 
     if sorted(config) != sorted(_CONFIG_KEYS):
         raise _file_error(
@@ -518,7 +518,7 @@ def _check_model(saved, model):
 
 # ---------------------------------------------------------------------------------- the analyzer
 def _build_analyzer(path, config, model, state):
-    from keras_patterns.analyzers.registry import create_analyzer
+    from keras_patterns.registry import create_analyzer
 
     name = config["analyzer"]
     try:

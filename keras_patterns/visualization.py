@@ -229,14 +229,19 @@ def overlay(a, image, alpha=0.6, cmap="seismic", reduce="sum", clip_quantile=Non
 def output_kind(method):
     """``"signal"`` or ``"attribution"`` for an analyzer, analyzer class or registry name.
 
-    Reads the class attribute ``output_kind`` (set on every analyzer class), so callers never
-    hard-code method names. Unknown names and objects without the attribute are attributions.
+    Reads the analyzer's capability flag ``output_kind`` (for a name, the registry's
+    :func:`~keras_patterns.registry.capabilities`), so callers never hard-code method names.
+    Unknown names and objects without the flag are attributions.
     """
     if isinstance(method, str):
-        from keras_patterns.analyzers.registry import _ANALYZERS
+        from keras_patterns import registry
 
-        method = _ANALYZERS.get(method)
-    kind = getattr(method, "output_kind", "attribution")
+        try:
+            kind = registry.capabilities(method)["output_kind"]
+        except KeyError:
+            kind = "attribution"
+    else:
+        kind = getattr(method, "output_kind", "attribution")
     return kind if kind in OUTPUT_KINDS else "attribution"
 
 

@@ -26,6 +26,8 @@ ANALYZERS = kp.list_analyzers()
 EXTRA_KWARGS = {
     "random": {"seed": 0},
     "smoothgrad": {"seed": 0, "augment_by_n": 8},
+    "squaregrad": {"seed": 0, "augment_by_n": 8},
+    "vargrad": {"seed": 0, "augment_by_n": 8},
     "integrated_gradients": {"steps": 8},
     "deep_taylor.bounded": {"low": -3.0, "high": 3.0},
     "lrp": {"rule": "Z"},
@@ -36,7 +38,7 @@ EXTRA_KWARGS = {
 EXPECTED_REFUSALS = {
     (r"deconvnet|guided_backprop|deep_taylor.*", r"nonrelu"):
         (kp.NotAnalyzeableModelError, r"only specified for networks with ReLU"),
-    (r"smoothgrad|integrated_gradients", r"embedding"): (ValueError, r"needs float inputs"),
+    (r"smoothgrad|squaregrad|vargrad|integrated_gradients", r"embedding"): (ValueError, r"needs float inputs"),
     # LRP-Z without bias (and epsilon 1e-7, the same in float32) on the randomly initialised deep
     # networks: relevance grows ~10x per block (MobileNetV2: 1e21 at block 7, 6e31 at block 3) and
     # overflows float32; the analyzer says so. lrp.z / lrp.epsilon with bias stay finite there.

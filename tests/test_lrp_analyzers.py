@@ -232,14 +232,19 @@ def test_errors_name_what_was_received():
         kp.create_analyzer("lrp.alpha_beta", mlp(), alpha=2, beta=2)
     with pytest.raises(ValueError, match=r"Received: alpha=None, beta=None"):
         kp.create_analyzer("lrp.alpha_beta", mlp())
-    with pytest.raises(TypeError, match=r"fixes \['epsilon'\]|fixes \['bias'\]"):
+    with pytest.raises(TypeError, match=r"'lrp.epsilon_IB' \(a preset of LRP with the arguments \['epsilon'\]\) "
+                       r"got an unexpected keyword argument 'bias'"):
         kp.create_analyzer("lrp.epsilon_IB", mlp(), bias=True)
+    with pytest.raises(TypeError, match=r"Analyzer 'lrp.epsilon' fixes \['rule'\]"):
+        kp.create_analyzer("lrp.epsilon", mlp(), rule="Z")
 
 
 def test_alpha_beta_infers_the_missing_parameter():
     a = kp.create_analyzer("lrp.alpha_beta", mlp(), beta=1)
     assert str(a.plan["d0"]) == "lrp.alpha_beta(alpha=2.0, beta=1.0, bias=True)"
-    assert a.get_config()["alpha"] == 2.0
+    assert a.get_config()["beta"] == 1 and a.get_config()["alpha"] is None  # as given
+    again = kp.create_analyzer("lrp.alpha_beta", mlp(), **a.get_config())
+    assert str(again.plan["d0"]) == "lrp.alpha_beta(alpha=2.0, beta=1.0, bias=True)"
 
 
 @pytest.mark.parametrize("name,kwargs", [

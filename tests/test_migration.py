@@ -114,7 +114,7 @@ def test_warning_points_at_user_line(mlp, x):
 
 def test_repr(mlp):
     r = repr(kp.create_analyzer("lrp.epsilon", mlp, epsilon=0.1))
-    assert r.startswith("<LRPEpsilon 'lrp.epsilon' model='mlp' ") and "epsilon=0.1" in r
+    assert r.startswith("<LRP 'lrp.epsilon' model='mlp' ") and "epsilon=0.1" in r
     assert "neuron_selection_mode='max_activation'" in r
     assert "fitted=False" in repr(kp.create_analyzer("pattern.net", mlp))
 

@@ -56,9 +56,9 @@ def test_graymap_project_and_overlay_by_hand():
         vis.overlay(a, img, alpha=2)
 
 
-def test_output_kind_read_from_the_classes():
+def test_output_kind_read_from_the_capability_flags():
     assert {n for n in kp.list_analyzers() if vis.output_kind(n) == "signal"} == {
-        "pattern.net", "deconvnet", "guided_backprop"}
+        "pattern.net", "deconvnet", "guided_backprop", "input"}
     assert vis.output_kind("pattern.attribution") == "attribution"
     assert vis.render(np.ones((1, 2, 2, 1)), "signal").shape == (1, 2, 2, 3)
     with pytest.raises(ValueError, match="Received: kind='heat'"):

@@ -9,6 +9,14 @@ from keras_patterns.analyzers import (  # noqa: F401
     wrappers,
 )
 from keras_patterns.analyzers.base import Analyzer, ReverseAnalyzer
-from keras_patterns.analyzers.registry import create_analyzer, list_analyzers, register
+from keras_patterns.analyzers.method import Method
+from keras_patterns.analyzers.pattern_based import PatternAnalyzer
+from keras_patterns.analyzers.relevance_based import LRP
+from keras_patterns.analyzers.wrappers import IntegratedGradients, SmoothGrad, SquareGrad, VarGrad, Wrapper
+from keras_patterns.registry import capabilities, create_analyzer, list_analyzers, register, register_preset
 
-__all__ = ["Analyzer", "ReverseAnalyzer", "create_analyzer", "list_analyzers", "register"]
+__all__ = [
+    "Analyzer", "IntegratedGradients", "LRP", "Method", "PatternAnalyzer", "ReverseAnalyzer", "SmoothGrad",
+    "SquareGrad", "VarGrad", "Wrapper", "capabilities", "create_analyzer", "list_analyzers", "register",
+    "register_preset",
+]

@@ -7,13 +7,14 @@ import numpy as np
 import tensorflow as tf
 
 from keras_patterns import selection
-from keras_patterns.canonizers import prepare_graph
+from keras_patterns.analyzers.method import Method, check_postprocess  # noqa: F401 (re-exported)
+from keras_patterns.canonizers import DEFAULT_CANONIZERS, prepare_graph
 from keras_patterns.errors import NonFiniteResultError, NotAnalyzeableModelError
 from keras_patterns.graph import _keras_internals as ki
 from keras_patterns.graph.checks import check_no_softmax
 from keras_patterns.mapping import resolve
 from keras_patterns.mirror import Mirror
-from keras_patterns.rules import GRADIENT
+from keras_patterns.rules import GRADIENT, Rule
 from keras_patterns._warnings import user_stacklevel
 
 #: Guards the lazy creation of ``Analyzer._compiled``: threads whose first ``analyze`` calls
@@ -36,6 +37,10 @@ class Analyzer:
         allow_lambda_layers: iNNvestigate's switch. `True` lets ``keras.layers.Lambda`` layers
             through, handled by their gradient; `False` refuses them as layers without a rule.
             Defaults to `False`.
+        canonizers: graph -> graph functions applied to the model's graph before the analysis,
+            in order (see :mod:`keras_patterns.canonizers`), or their names. Defaults to `None`,
+            :data:`~keras_patterns.canonizers.DEFAULT_CANONIZERS` (separable split, activation
+            split, BatchNormalization folding).
         **reverse_kwargs: iNNvestigate's ``reverse_*`` arguments, for code ported from it (see
             :data:`REVERSE_KWARGS`): accepted when they ask for what this library does anyway,
             a ValueError naming the alternative otherwise.
@@ -45,24 +50,34 @@ class Analyzer:
         UnsupportedLayerError: layers without a rule, all listed at once.
     """
 
-    #: registry name, set by :func:`keras_patterns.analyzers.registry.register`.
+    #: registry name, set by :func:`keras_patterns.registry.register` (a preset's instances carry
+    #: the preset's name).
     name = None
+    #: Capability flags (see :class:`~keras_patterns.analyzers.method.Method`), read by the
+    #: pictures, the callback, the command line and evaluation instead of tables of names.
     #: whether :meth:`fit` does something.
     needs_fitting = False
     #: what the maps are: ``"attribution"`` (relevance/importance per input, drawn as a heat map
     #: symmetric around 0) or ``"signal"`` (a signal in input space, drawn with
-    #: :func:`keras_patterns.visualization.project`). Read by the pictures and the callback.
+    #: :func:`keras_patterns.visualization.project`).
     output_kind = "attribution"
+    #: whether the maps are a product with the input.
+    multiplies_by_input = False
+    #: whether a map sums to the explained output on bias-free ReLU networks, by design.
+    conserves_relevance = False
+    #: ``(name, preset arguments, constructor arguments they fix)`` when built from a preset.
+    _preset = None
 
     def __init__(self, model, neuron_selection_mode="max_activation", batch_size=32,
-                 disable_model_checks=False, allow_lambda_layers=False, **reverse_kwargs):
+                 disable_model_checks=False, allow_lambda_layers=False, canonizers=None,
+                 **reverse_kwargs):
         for arg, value in (("disable_model_checks", disable_model_checks),
                            ("allow_lambda_layers", allow_lambda_layers)):
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"`{arg}` must be True or False. Received: {arg}={value!r}")
         self.disable_model_checks = bool(disable_model_checks)
         self.allow_lambda_layers = bool(allow_lambda_layers)
-        _check_reverse_kwargs(type(self).__name__, reverse_kwargs, self._reverse_kwarg_allowed)
+        _check_reverse_kwargs(self._who(), reverse_kwargs, self._reverse_kwarg_allowed)
         self.model = model
         self.neuron_selection_mode = selection.check_mode(neuron_selection_mode)
         if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
@@ -74,7 +89,10 @@ class Analyzer:
             self._config["disable_model_checks"] = True
         if self.allow_lambda_layers:
             self._config["allow_lambda_layers"] = True
-        self.graph = prepare_graph(model)
+        self.canonizers = _canonizer_functions(canonizers)
+        if canonizers is not None:
+            self._config["canonizers"] = _canonizer_names(self.canonizers)
+        self.graph = self._prepare_graph(model)
         try:
             check_no_softmax(self.graph)
         except NotAnalyzeableModelError as e:
@@ -93,9 +111,48 @@ class Analyzer:
         self._compiled = None
 
     # ----------------------------------------------------------------------------------- config
+    def _who(self):
+        """``"LRP.__init__()"``, or for a preset ``"'lrp.epsilon' (a preset of LRP)"``."""
+        if self._preset is None:
+            return f"{type(self).__name__}.__init__()"
+        name, params, _ = self._preset
+        return f"{name!r} (a preset of {type(self).__name__} with the arguments {sorted(params)})"
+
+    def _prepare_graph(self, model):
+        """The canonized graph the analyzer explains (wrappers share their inner analyzer's)."""
+        return prepare_graph(model, self.canonizers)
+
+    def _check_ready(self):
+        """Raises when the analyzer cannot explain yet (e.g. patterns not fitted); warns when its
+        state is outdated. Called first by :meth:`analyze`."""
+
+    def _set_preset(self, name, params, fixed):
+        """Marks the analyzer as built by preset ``name`` (see :func:`keras_patterns.create_analyzer`)."""
+        self.name = name
+        self._preset = (name, {k: _jsonable(v) for k, v in params.items()}, tuple(fixed))
+
     def get_config(self):
-        """The constructor arguments (JSON-serialisable), without the model."""
-        return dict(self._config)
+        """The constructor arguments (JSON-serialisable), without the model.
+
+        ``create_analyzer(analyzer.name, model, **analyzer.get_config())`` builds the same
+        analyzer: for a preset, the preset's own arguments replace the ones it fixes.
+
+        Raises:
+            ValueError: arguments that cannot be saved (Rule objects, layer classes, conditions,
+                canonizer functions); the message names them.
+        """
+        config = dict(self._config)
+        if self._preset is not None:
+            _, params, fixed = self._preset
+            config = {**params, **{k: v for k, v in config.items() if k not in fixed}}
+        bad = sorted(k for k, v in config.items() if _has_unsaveable(v))
+        if bad:
+            raise ValueError(
+                f"The analyzer's {bad} hold Rule objects, layer classes, conditions or functions, "
+                "which cannot be saved. Use rule names (strings) and built-in canonizer names to "
+                "make the analyzer saveable."
+            )
+        return config
 
     def __repr__(self):
         try:
@@ -264,6 +321,7 @@ class Analyzer:
             ValueError: wrong input count, rank or shape, NaN/Inf input, bad ``neuron_selection``.
             TypeError: non-numeric input.
         """
+        self._check_ready()
         xs = self._prepare_inputs(x)
         n = xs[0].shape[0]
         idx = selection.normalize_indices(
@@ -338,16 +396,80 @@ REVERSE_KWARGS = {
 }
 
 
-def _check_reverse_kwargs(cls_name, kwargs, allowed):
+def _check_reverse_kwargs(who, kwargs, allowed):
     """Validates iNNvestigate's ``reverse_*`` arguments; unknown names raise a TypeError."""
+    cls_name = who.replace(".__init__()", "")
     for key, value in kwargs.items():
         if key not in REVERSE_KWARGS:
-            raise TypeError(f"{cls_name}.__init__() got an unexpected keyword argument {key!r}")
+            raise TypeError(f"{who} got an unexpected keyword argument {key!r}")
         why = REVERSE_KWARGS[key]
         if why is None or value is False or value is None or key in allowed and allowed[key](value):
             continue
         raise ValueError(f"`{key}` (from iNNvestigate) is not supported by {cls_name}: {why}. "
                          f"Received: {key}={value!r}; only {key}=False is accepted.")
+
+
+_UNSAVEABLE = "<not saveable>"
+
+
+def _jsonable(v):
+    """A JSON-serialisable copy of a constructor argument (Rule objects, classes and callables are
+    marked unsaveable)."""
+    if isinstance(v, (Rule, Method)) or isinstance(v, type) or callable(v):
+        return _UNSAVEABLE
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(e) for e in v]
+    if isinstance(v, dict):
+        return {k: _jsonable(e) for k, e in v.items()}
+    return v
+
+
+def _has_unsaveable(v):
+    if isinstance(v, list):
+        return any(_has_unsaveable(e) for e in v)
+    if isinstance(v, dict):
+        return any(_has_unsaveable(e) for e in v.values())
+    return isinstance(v, str) and v == _UNSAVEABLE
+
+
+def _builtin_canonizers():
+    from keras_patterns import canonizers as C
+
+    return {f.__name__: f for f in (C.split_separable, C.split_activations, C.fold_batchnorm)}
+
+
+def _canonizer_functions(canonizers):
+    """``canonizers`` (None, functions or built-in names) as a tuple of functions."""
+    if canonizers is None:
+        return DEFAULT_CANONIZERS
+    known = _builtin_canonizers()
+    items = [canonizers] if isinstance(canonizers, str) or callable(canonizers) else canonizers
+    try:
+        items = list(items)
+    except TypeError:
+        items = [canonizers]
+    out = []
+    for c in items:
+        if isinstance(c, str) and c in known:
+            out.append(known[c])
+        elif callable(c) and not isinstance(c, str):
+            out.append(c)
+        else:
+            raise ValueError(
+                "`canonizers` must be a list of graph -> graph functions or names of the built-in "
+                f"ones {sorted(known)}. Received: canonizers={canonizers!r}"
+            )
+    return tuple(out)
+
+
+def _canonizer_names(functions):
+    """Names of built-in canonizers (saveable), the unsaveable marker for others."""
+    known = {f: n for n, f in _builtin_canonizers().items()}
+    return [known.get(f, _UNSAVEABLE) for f in functions]
 
 
 def _short_repr(value, limit=60):
@@ -362,35 +484,72 @@ def _widen(m):
 
 
 class ReverseAnalyzer(Analyzer):
-    """An analyzer that is one reverse pass through the mirror model.
+    """An analyzer that is one reverse pass through the mirror model: a
+    :class:`~keras_patterns.analyzers.method.Method` applied to a model.
 
-    Subclasses set the class attributes below; their rules are data.
+    The registered gradient-family and Deep Taylor analyzers are this class with a method value
+    (see their presets in :mod:`keras_patterns.analyzers.gradient_based`).
 
-    Attributes:
-        rules: ordered ``(condition, Rule)`` pairs (first match wins; gradient otherwise).
-        head: ``"ones"`` (start from 1 at the selected neuron, as the gradient) or ``"value"``
-            (start from the selected output value, as LRP and the signal methods).
-        multiply_input: multiply the result by the (float) input at the end.
+    Args:
+        model: a Keras model without softmax.
+        method: what the reverse pass computes. Defaults to the class's :attr:`method` (the plain
+            gradient here).
+        layer_map: ``[(condition, Rule), ...]`` pairs put before the method's own rules (the first
+            match wins), as Zennit's composites do. A condition is a layer class, a tuple of
+            classes or ``condition(node, graph) -> bool``; a rule is a
+            :class:`~keras_patterns.rules.Rule` or an LRP rule name (``"Epsilon"``, ...).
+            Defaults to `None`.
+        **kwargs: ``neuron_selection_mode``, ``batch_size``, ``canonizers`` ... (see
+            :class:`Analyzer`).
+
+    Raises:
+        TypeError: a malformed ``method`` or ``layer_map``.
+
+    Example:
+
+    ```python
+    from keras_patterns.rules import lrp as R
+    analyzer = kp.create_analyzer("gradient", model, layer_map=[(keras.layers.Dense, R.Z)])
+    print(analyzer.plan)
+    ```
     """
 
-    rules = ()
-    head = "ones"
-    multiply_input = False
-    postprocess = None
+    #: the plain gradient; presets and subclasses pass another value.
+    method = Method()
 
-    def __init__(self, model, neuron_selection_mode="max_activation", batch_size=32, **kwargs):
-        super().__init__(model, neuron_selection_mode=neuron_selection_mode, batch_size=batch_size, **kwargs)
+    def __init__(self, model, method=None, layer_map=None, **kwargs):
+        if method is not None:
+            if not isinstance(method, Method):
+                raise TypeError(
+                    f"`method` must be a keras_patterns Method. Received: {type(method).__name__}"
+                )
+            self.method = method
+        self.layer_map = _check_layer_map(layer_map)
+        super().__init__(model, **kwargs)
+        if method is not None:
+            self._config["method"] = _UNSAVEABLE
+        if layer_map is not None:
+            self._config["layer_map"] = _jsonable(layer_map)
+        self.method.check_model(self.graph, self.name or type(self).__name__, self.disable_model_checks)
         self._build_mirror()
 
+    # capability flags: the method's
+    needs_fitting = property(lambda self: self.method.needs_fitting)
+    output_kind = property(lambda self: self.method.output_kind)
+    multiplies_by_input = property(lambda self: self.method.multiplies_by_input)
+    conserves_relevance = property(lambda self: self.method.conserves_relevance)
+
     def _rule_list(self):
-        return self.rules
+        """The method's own rules (subclasses add the ones their arguments make)."""
+        return self.method.rules
 
     def _mirror_state(self):
         return None
 
     def _all_rules(self):
-        """The method's rules, then the gradient for Lambda layers if ``allow_lambda_layers``."""
-        rules = list(self._rule_list())
+        """The user's layer map, the method's rules, then the gradient for Lambda layers if
+        ``allow_lambda_layers``."""
+        rules = list(self.layer_map) + list(self._rule_list())
         if self.allow_lambda_layers:
             import keras
 
@@ -403,17 +562,21 @@ class ReverseAnalyzer(Analyzer):
         self._compiled = None
 
     def _postprocess(self, m):
-        if self.postprocess == "abs":
+        if self.method.postprocess == "abs":
             return tf.abs(m)
-        if self.postprocess == "square":
+        if self.method.postprocess == "square":
             return tf.square(m)
         return m
 
+    def _seed(self, mode, indices):
+        seed = self.method.seed
+        if seed == "relu_value":
+            return lambda y: selection.seed(tf.nn.relu(y), mode, indices, head="value")
+        return lambda y: selection.seed(y, mode, indices, head="ones" if seed == "ones" else "value")
+
     def _reverse(self, inputs, indices, mode=None):
-        mode = mode or self.neuron_selection_mode
-        signals, _ = self.mirror(
-            inputs, lambda y: selection.seed(y, mode, indices, head=self.head)
-        )
+        """The maps of one reverse pass (inside the compiled function; wrappers call it too)."""
+        signals, _ = self.mirror(inputs, self._seed(mode or self.neuron_selection_mode, indices))
         maps = []
         for x, r in zip(inputs, signals):
             if r is None:  # integer input with no Embedding rule: no signal
@@ -421,8 +584,8 @@ class ReverseAnalyzer(Analyzer):
             if r.dtype in (tf.float16, tf.bfloat16):
                 r = tf.cast(r, tf.float32)
             r = self._postprocess(r)
-            if self.multiply_input and x.dtype.is_floating:
-                r = r * x
+            if self.method.multiplies_by_input and x.dtype.is_floating:
+                r = r * tf.cast(x, r.dtype)
             maps.append(r)
         return maps
 
@@ -430,9 +593,27 @@ class ReverseAnalyzer(Analyzer):
         return self._reverse(inputs, indices)
 
 
-def check_postprocess(postprocess):
-    if postprocess not in (None, "abs", "square"):
-        raise ValueError(
-            f"`postprocess` must be None, 'abs' or 'square'. Received: postprocess={postprocess!r}"
+def _check_layer_map(layer_map):
+    """``layer_map`` as a tuple of ``(condition, Rule)`` pairs."""
+    if layer_map is None:
+        return ()
+    from keras_patterns.rules import lrp as R
+
+    if isinstance(layer_map, (str, Rule)) or not isinstance(layer_map, (list, tuple)):
+        raise TypeError(
+            "`layer_map` must be a list of (condition, rule) pairs. Received: "
+            f"layer_map={layer_map!r}"
         )
-    return postprocess
+    out = []
+    for pair in layer_map:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+            raise TypeError(f"`layer_map` entries must be (condition, rule) pairs. Received: {pair!r}")
+        condition, rule = pair
+        if not (isinstance(condition, type) or callable(condition) or (
+                isinstance(condition, tuple) and condition and all(isinstance(c, type) for c in condition))):
+            raise TypeError(
+                "A layer_map condition must be a layer class, a tuple of classes or a callable "
+                f"condition(node, graph). Received: {condition!r}"
+            )
+        out.append((condition, rule if isinstance(rule, Rule) else R.get_rule(rule, "layer_map")))
+    return tuple(out)

@@ -1,20 +1,25 @@
-"""Deep Taylor decomposition analyzers (iNNvestigate's ``deep_taylor`` and ``deep_taylor.bounded``)."""
+"""Deep Taylor decomposition (iNNvestigate's ``deep_taylor`` and ``deep_taylor.bounded``): presets
+of :class:`~keras_patterns.analyzers.ReverseAnalyzer`."""
 
-
-import tensorflow as tf
-
-from keras_patterns import selection
 from keras_patterns.analyzers.base import ReverseAnalyzer
-from keras_patterns.analyzers.registry import register
+from keras_patterns.analyzers.method import Method
 from keras_patterns.analyzers.relevance_based import is_input_layer
-from keras_patterns.graph.checks import RECTIFIER_VARIANTS, check_relu_only
+from keras_patterns.graph.checks import RECTIFIER_VARIANTS
 from keras_patterns.graph.layers import ACTIVATIONS, KERNEL_LAYERS
+from keras_patterns.registry import register_preset
 from keras_patterns.rules import IDENTITY
 from keras_patterns.rules import lrp as R
 
+#: z+ on both input signs without bias at every kernel layer, relevance through activations, the
+#: gradient elsewhere; the backward pass starts from relu(y_k).
+DEEP_TAYLOR_METHOD = Method(
+    rules=((KERNEL_LAYERS, R.ALPHA_1_BETA_0_IB), (ACTIVATIONS, IDENTITY)), seed="relu_value",
+    requires_relu="raise", relu_variants=RECTIFIER_VARIANTS + ("leaky_relu",), conserves_relevance=True,
+)
 
-@register("deep_taylor")
-class DeepTaylor(ReverseAnalyzer):
+
+@register_preset("deep_taylor", ReverseAnalyzer)
+def deep_taylor():
     """Deep Taylor decomposition (Montavon et al., "Explaining NonLinear Classification Decisions
     with Deep Taylor Decomposition", Pattern Recognition 2017, arXiv 1512.02479), as iNNvestigate
     implements it.
@@ -29,44 +34,20 @@ class DeepTaylor(ReverseAnalyzer):
     Raises:
         NotAnalyzeableModelError: for non-ReLU non-linearities (tanh, sigmoid, ...).
     """
-
-    head = "value"
-
-    def __init__(self, model, **kwargs):
-        super().__init__(model, **kwargs)
-        check_relu_only(self.graph, self.name, warn_for=RECTIFIER_VARIANTS + ("leaky_relu",),
-                        action="warn" if self.disable_model_checks else "raise")
-
-    def _rule_list(self):
-        return ((KERNEL_LAYERS, R.ALPHA_1_BETA_0_IB), (ACTIVATIONS, IDENTITY))
-
-    def _reverse(self, inputs, indices, mode=None):
-        mode = mode or self.neuron_selection_mode
-        signals, _ = self.mirror(
-            inputs, lambda y: selection.seed(tf.nn.relu(y), mode, indices, head="value")
-        )
-        return [tf.zeros(tf.shape(x), tf.float32) if r is None else r for x, r in zip(inputs, signals)]
+    return dict(method=DEEP_TAYLOR_METHOD)
 
 
-@register("deep_taylor.bounded")
-class BoundedDeepTaylor(DeepTaylor):
+@register_preset("deep_taylor.bounded", ReverseAnalyzer, flags=DEEP_TAYLOR_METHOD)
+def deep_taylor_bounded(low=None, high=None):
     """Deep Taylor decomposition with the bounded rule Z^B on the input layers (Montavon et al.,
     Pattern Recognition 2017, arXiv 1512.02479).
 
     Args:
-        model: a Keras model without softmax.
         low: lowest input value (scalar or array broadcastable to the input). Required.
         high: highest input value, likewise. Required.
-        **kwargs: ``neuron_selection_mode``, ``batch_size``.
 
     Raises:
         ValueError: if low or high is missing, or low > high.
     """
-
-    def __init__(self, model, low=None, high=None, **kwargs):
-        self._bounded = R.bounded_rule(low, high)
-        super().__init__(model, **kwargs)
-        self._config.update(low=R.check_bounds(low, high)[0].tolist(), high=R.check_bounds(low, high)[1].tolist())
-
-    def _rule_list(self):
-        return ((is_input_layer, self._bounded),) + tuple(super()._rule_list())
+    bounded = R.bounded_rule(low, high)
+    return dict(method=DEEP_TAYLOR_METHOD.replace(rules=((is_input_layer, bounded),) + DEEP_TAYLOR_METHOD.rules))

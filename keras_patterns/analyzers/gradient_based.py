@@ -1,12 +1,17 @@
-"""Gradient-family analyzers: gradient, input x gradient, deconvnet, guided backprop."""
+"""Gradient-family analyzers: gradient, input x gradient, deconvnet, guided backprop.
+
+Each is a preset of :class:`~keras_patterns.analyzers.ReverseAnalyzer`: a data function returning
+its :class:`~keras_patterns.analyzers.method.Method`. The baseline gradient (plain
+``tf.GradientTape``, no mirror model) is a class of its own.
+"""
 
 import tensorflow as tf
 
 from keras_patterns import selection
-from keras_patterns.analyzers.base import Analyzer, ReverseAnalyzer, check_postprocess
-from keras_patterns.analyzers.registry import register
-from keras_patterns.graph.checks import check_relu_only
+from keras_patterns.analyzers.base import Analyzer, ReverseAnalyzer
+from keras_patterns.analyzers.method import Method, check_postprocess
 from keras_patterns.graph.layers import EMBEDDING, is_rectifier
+from keras_patterns.registry import register, register_preset
 from keras_patterns.rules import DECONVNET_RELU, EMBEDDING_TIMES_INPUT, GUIDED_RELU
 
 
@@ -14,11 +19,22 @@ def _relu_node(node, graph):
     return is_rectifier(node.layer)
 
 
+#: The gradient: start from 1 at the selected neuron.
+GRADIENT_METHOD = Method()
+#: Input times gradient; for integer (token) inputs feeding an Embedding, the product is taken with
+#: the embedding vectors and summed over the embedding axis.
+INPUT_TIMES_GRADIENT_METHOD = Method(rules=((EMBEDDING, EMBEDDING_TIMES_INPUT),), multiplies_by_input=True)
+#: Deconvnet: the backward signal is rectified at every ReLU, the forward mask ignored.
+DECONVNET_METHOD = Method(rules=((_relu_node, DECONVNET_RELU),), seed="value", requires_relu="raise",
+                          output_kind="signal")
+#: Guided backprop: relu(signal) * [forward input > 0] at every ReLU.
+GUIDED_BACKPROP_METHOD = DECONVNET_METHOD.replace(rules=((_relu_node, GUIDED_RELU),))
+
 _STARTS = {"value": "value", "one": "ones"}
 
 
 def _check_start(start):
-    """The seed head (``"value"`` or ``"ones"``) of a ``start`` argument."""
+    """The seed (``"value"`` or ``"ones"``) of a ``start`` argument."""
     if not isinstance(start, str) or start not in _STARTS:
         raise ValueError(
             "`start` must be 'value' (start from the selected output value, as iNNvestigate) or "
@@ -27,8 +43,8 @@ def _check_start(start):
     return _STARTS[start]
 
 
-@register("gradient")
-class Gradient(ReverseAnalyzer):
+@register_preset("gradient", ReverseAnalyzer)
+def gradient(postprocess=None):
     """The gradient of the selected output with respect to the input.
 
     Simonyan, Vedaldi & Zisserman, "Deep Inside Convolutional Networks", 2014 (arXiv 1312.6034);
@@ -38,10 +54,11 @@ class Gradient(ReverseAnalyzer):
     all outputs), as in iNNvestigate.
 
     Args:
-        model: a Keras model without softmax.
         postprocess: None, ``"abs"`` or ``"square"``, applied element-wise at the end. Defaults to
             `None`.
-        **kwargs: ``neuron_selection_mode``, ``batch_size`` (see :class:`Analyzer`).
+
+    Other arguments (``neuron_selection_mode``, ``batch_size``, ``layer_map``, ``canonizers``) are
+    :class:`~keras_patterns.analyzers.ReverseAnalyzer`'s.
 
     Example:
 
@@ -49,30 +66,25 @@ class Gradient(ReverseAnalyzer):
     maps = kp.create_analyzer("gradient", model, postprocess="abs").analyze(x)
     ```
     """
-
-    head = "ones"
-
-    def __init__(self, model, postprocess=None, **kwargs):
-        self.postprocess = check_postprocess(postprocess)
-        super().__init__(model, **kwargs)
-        self._config["postprocess"] = postprocess
+    return dict(method=GRADIENT_METHOD.replace(postprocess=check_postprocess(postprocess)))
 
 
-@register("input_t_gradient")
-class InputTimesGradient(Gradient):
+@register_preset("input_t_gradient", ReverseAnalyzer)
+def input_t_gradient(postprocess=None):
     """Input times gradient (Shrikumar et al. 2016, arXiv 1605.01713).
 
     ``postprocess`` is applied to the gradient before the multiplication, as in iNNvestigate. For
     integer (token) inputs feeding an Embedding, the product is taken with the embedding vectors and
     summed over the embedding axis.
+
+    Args:
+        postprocess: None, ``"abs"`` or ``"square"``. Defaults to `None`.
     """
-
-    multiply_input = True
-    rules = ((EMBEDDING, EMBEDDING_TIMES_INPUT),)
+    return dict(method=INPUT_TIMES_GRADIENT_METHOD.replace(postprocess=check_postprocess(postprocess)))
 
 
-@register("deconvnet")
-class Deconvnet(ReverseAnalyzer):
+@register_preset("deconvnet", ReverseAnalyzer)
+def deconvnet(start="value"):
     """Deconvnet (Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", 2014,
     arXiv 1311.2901): at every ReLU the backward signal is rectified, the forward mask is ignored.
 
@@ -82,10 +94,8 @@ class Deconvnet(ReverseAnalyzer):
     or thresholded ReLU layers) are treated like ReLU, with a warning.
 
     Args:
-        model: a Keras model without softmax, with ReLU non-linearities only.
         start: ``"value"`` (start from the selected output value, as iNNvestigate) or ``"one"``
             (start from 1, the textbook seeding). Defaults to `"value"`.
-        **kwargs: ``neuron_selection_mode``, ``batch_size`` (see :class:`Analyzer`).
 
     Raises:
         NotAnalyzeableModelError: if the model has other non-linearities (tanh, LeakyReLU, ...).
@@ -97,35 +107,25 @@ class Deconvnet(ReverseAnalyzer):
     maps = kp.create_analyzer("deconvnet", model, start="one").analyze(x)
     ```
     """
-
-    head = "value"
-    output_kind = "signal"
-    rules = ((_relu_node, DECONVNET_RELU),)
-
-    def __init__(self, model, start="value", **kwargs):
-        self.head = _check_start(start)
-        super().__init__(model, **kwargs)
-        self._config["start"] = start
-        check_relu_only(self.graph, self.name, action="warn" if self.disable_model_checks else "raise")
+    return dict(method=DECONVNET_METHOD.replace(seed=_check_start(start)))
 
 
-@register("guided_backprop")
-class GuidedBackprop(Deconvnet):
+@register_preset("guided_backprop", ReverseAnalyzer)
+def guided_backprop(start="value"):
     """Guided backpropagation (Springenberg et al., "Striving for Simplicity: The All Convolutional
     Net", 2015, arXiv 1412.6806): at every ReLU, relu(signal) * [forward input > 0].
 
     Starts from the selected output value (iNNvestigate's identity head) by default, or from 1
-    with ``start="one"`` (see :class:`Deconvnet`).
+    with ``start="one"`` (see :func:`deconvnet`).
     """
-
-    rules = ((_relu_node, GUIDED_RELU),)
+    return dict(method=GUIDED_BACKPROP_METHOD.replace(seed=_check_start(start)))
 
 
 @register("gradient.baseline")
 class BaselineGradient(Analyzer):
     """The gradient computed directly with ``tf.GradientTape`` on the model (no mirror model).
 
-    A reference for :class:`Gradient`, which must give the same maps.
+    A reference for the ``gradient`` analyzer, which must give the same maps.
     """
 
     def _analyze_batch(self, inputs, indices):

@@ -3,13 +3,16 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_patterns import selection
 from keras_patterns.analyzers.base import Analyzer
-from keras_patterns.analyzers.registry import register
+from keras_patterns.registry import register
 
 
 @register("input")
 class Input(Analyzer):
-    """Returns the input unchanged (a baseline)."""
+    """Returns the input unchanged (a baseline; drawn as a signal in input space)."""
+
+    output_kind = "signal"
 
     def _analyze_batch(self, inputs, indices):
         return [tf.cast(x, tf.float32) for x in inputs]
@@ -35,8 +38,6 @@ class Random(Analyzer):
 
     def analyze(self, x, neuron_selection=None, batch_size=None):
         xs = self._prepare_inputs(x)
-        from keras_patterns import selection
-
         selection.normalize_indices(neuron_selection, self.neuron_selection_mode, xs[0].shape[0], 1 << 30)
         rng = np.random.default_rng(self.seed)
         out = [a.astype("float32") + self.stddev * rng.standard_normal(a.shape).astype("float32") for a in xs]

@@ -7,10 +7,9 @@ import tensorflow as tf
 
 from keras_patterns import selection
 from keras_patterns.analyzers.base import ReverseAnalyzer
-from keras_patterns.analyzers.registry import register
+from keras_patterns.analyzers.method import Method
 from keras_patterns.errors import NotFittedError
 from keras_patterns.fingerprint import WeightsFingerprint
-from keras_patterns.graph.checks import check_relu_only
 from keras_patterns.graph.layers import KERNEL_LAYERS
 from keras_patterns.linear import node_params
 from keras_patterns.mapping import resolve
@@ -19,6 +18,7 @@ from keras_patterns.patterns.computer import PatternComputer
 from keras_patterns.patterns.estimators import canonical_pattern_type
 from keras_patterns.patterns.statistics import pattern_keys
 from keras_patterns.rules.base import per_sample
+from keras_patterns.registry import register_preset
 from keras_patterns.rules.pattern import PATTERN_ATTRIBUTION, PATTERN_NET
 from keras_patterns._warnings import user_stacklevel
 
@@ -81,9 +81,22 @@ def _check_pattern_type(pattern_type):
     return canonical_pattern_type(pattern_type)
 
 
-@register("pattern.net")
-class PatternNet(ReverseAnalyzer):
-    """PatternNet: the signal of the selected output, projected back to the input through patterns.
+#: PatternNet: every kernel layer's backward pass uses its pattern A in place of W.
+PATTERN_NET_METHOD = Method(rules=((KERNEL_LAYERS, PATTERN_NET),), seed="value", requires_relu="warn",
+                            output_kind="signal", needs_fitting=True)
+#: PatternAttribution: ``W * A`` in place of W.
+PATTERN_ATTRIBUTION_METHOD = PATTERN_NET_METHOD.replace(
+    rules=((KERNEL_LAYERS, PATTERN_ATTRIBUTION),), output_kind="attribution")
+
+
+class PatternAnalyzer(ReverseAnalyzer):
+    """PatternNet and PatternAttribution: a backward pass through fitted patterns.
+
+    The registered ``pattern.net`` and ``pattern.attribution`` are this class with
+    :data:`PATTERN_NET_METHOD` and :data:`PATTERN_ATTRIBUTION_METHOD` (see :func:`pattern_net`,
+    :func:`pattern_attribution`).
+
+    PatternNet: the signal of the selected output, projected back to the input through patterns.
 
     Kindermans, Schütt, Alber, Müller, Erhan, Kim & Dähne, "Learning how to explain neural
     networks: PatternNet and PatternAttribution", ICLR 2018 (arXiv 1705.05598).
@@ -133,10 +146,7 @@ class PatternNet(ReverseAnalyzer):
     ```
     """
 
-    head = "value"
-    needs_fitting = True
-    output_kind = "signal"
-    rules = ((KERNEL_LAYERS, PATTERN_NET),)
+    method = PATTERN_NET_METHOD
 
     def __init__(self, model, patterns=None, pattern_type="relu", project_bottleneck=False, **kwargs):
         # iNNvestigate's name for the same projection (its PatternNet forces it on).
@@ -155,14 +165,13 @@ class PatternNet(ReverseAnalyzer):
                 f"`project_bottleneck` must be True or False. Received: project_bottleneck={project_bottleneck!r}"
             )
         self.project_bottleneck = bool(project_bottleneck)
+        super().__init__(model, **kwargs)
         self._patterns = None  # {key: tf.Variable}, created by the first _set_patterns
         self._computer = None
         self._fingerprint = None
         self._fitted_fingerprint = None
         self._warned_outdated = False
-        super().__init__(model, **kwargs)
         self._config.update(pattern_type=pattern_type, project_bottleneck=self.project_bottleneck)
-        check_relu_only(self.graph, self.name, action="warn")
         if patterns is not None:
             self._set_patterns(patterns)
 
@@ -244,7 +253,8 @@ class PatternNet(ReverseAnalyzer):
                     c if c.isalnum() else "_" for c in key))
                 for key, a in out.items()
             }
-            self._build_mirror()
+            self.mirror = _RescalingMirror(self.graph, self.plan, self._mirror_state())
+            self._compiled = None
         else:
             for key, a in out.items():
                 self._patterns[key].assign(a)
@@ -296,14 +306,13 @@ class PatternNet(ReverseAnalyzer):
         return {"patterns": self._patterns, "keys": pattern_keys(self.graph)}
 
     def _build_mirror(self):
+        # The plan now (unsupported layers are reported at construction); the mirror when the
+        # patterns are set.
         self.plan = resolve(self.graph, self._all_rules(), method=self.name)
-        self.mirror = (
-            None if self._patterns is None
-            else _RescalingMirror(self.graph, self.plan, self._mirror_state())
-        )
+        self.mirror = None
         self._compiled = None
 
-    def analyze(self, x, neuron_selection=None, batch_size=None):
+    def _check_ready(self):
         if self._patterns is None:
             raise NotFittedError(
                 f"Analyzer {self.name!r} has no patterns yet: call analyzer.fit(data) first, or pass "
@@ -317,6 +326,8 @@ class PatternNet(ReverseAnalyzer):
                 "use the current weights with the old patterns. Call analyzer.fit(data) again to "
                 "re-fit them (this warning is shown once per fit).", stacklevel=user_stacklevel(),
             )
+
+    def analyze(self, x, neuron_selection=None, batch_size=None):
         maps = super().analyze(x, neuron_selection=neuron_selection, batch_size=batch_size)
         saturated = sorted({
             int(i) for m in (maps if isinstance(maps, list) else [maps])
@@ -354,15 +365,31 @@ class PatternNet(ReverseAnalyzer):
         return maps
 
 
-@register("pattern.attribution")
-class PatternAttribution(PatternNet):
+@register_preset("pattern.net", PatternAnalyzer)
+def pattern_net():
+    """PatternNet (Kindermans et al., ICLR 2018, arXiv 1705.05598): the signal of the selected
+    output projected back through the patterns; not multiplied by the input. Arguments, fitting and
+    options as :class:`PatternAnalyzer`.
+
+    Example:
+
+    ```python
+    analyzer = kp.create_analyzer("pattern.net", kp.model_wo_softmax(model))
+    maps = analyzer.fit(x_train).analyze(x_test)
+    ```
+    """
+    return dict(method=PATTERN_NET_METHOD)
+
+
+@register_preset("pattern.attribution", PatternAnalyzer)
+def pattern_attribution():
     """PatternAttribution: the backward pass with ``W * A`` (element-wise) in place of each kernel W.
 
     Kindermans, Schütt, Alber, Müller, Erhan, Kim & Dähne, "Learning how to explain neural
     networks: PatternNet and PatternAttribution", ICLR 2018 (arXiv 1705.05598). A Deep Taylor
     decomposition whose root point is ``x - signal``; for a linear model the map is
     ``w * a * y``. Not multiplied by the input. Arguments, fitting and options as
-    :class:`PatternNet`; ``W * A`` does not change when a BatchNormalization is folded.
+    :class:`PatternAnalyzer`; ``W * A`` does not change when a BatchNormalization is folded.
 
     Example:
 
@@ -371,6 +398,4 @@ class PatternAttribution(PatternNet):
     maps = analyzer.fit(x_train).analyze(x_test)
     ```
     """
-
-    output_kind = "attribution"
-    rules = ((KERNEL_LAYERS, PATTERN_ATTRIBUTION),)
+    return dict(method=PATTERN_ATTRIBUTION_METHOD)

@@ -7,14 +7,13 @@ Overview", 2019. Names and defaults follow iNNvestigate (2.1.2, plus 1.0.9's ``l
 """
 
 import inspect
-import warnings
 
 import keras
 import numpy as np
 
-from keras_patterns.analyzers.base import ReverseAnalyzer
-from keras_patterns.analyzers.registry import register, register_alias
-from keras_patterns.graph.checks import non_relu_nodes
+from keras_patterns.analyzers.base import _UNSAVEABLE, ReverseAnalyzer, _jsonable
+from keras_patterns.analyzers.method import Method
+from keras_patterns.registry import register, register_preset
 from keras_patterns.graph.layers import (
     ACTIVATIONS,
     AVERAGE_POOLING,
@@ -30,7 +29,6 @@ from keras_patterns.graph.layers import (
 )
 from keras_patterns.rules import IDENTITY, Rule
 from keras_patterns.rules import lrp as R
-from keras_patterns._warnings import user_stacklevel
 
 L = keras.layers
 
@@ -98,26 +96,49 @@ def _input_rule(spec):
     return R.get_rule(spec, "input_layer_rule")
 
 
-_UNSAVEABLE = "<not saveable>"
+class _KernelAt:
+    """Condition: the ``k``-th of ``n`` kernel layers in graph order (iNNvestigate's plain list of
+    rules, one per kernel layer). Raises the length error when the graph has another count."""
+
+    def __init__(self, k, n):
+        self.k, self.n = k, n
+
+    def __call__(self, node, graph):
+        kernels = [m.name for m in graph.nodes if isinstance(m.layer, KERNEL_LAYERS)]
+        if len(kernels) != self.n:
+            raise ValueError(
+                f"A plain list of rules needs one rule per kernel layer ({len(kernels)}: "
+                f"{kernels}; the last rule goes to the first layer). Received: {self.n} rules"
+            )
+        return node.name == kernels[self.k]
 
 
-def _jsonable(v):
-    """A JSON-serialisable copy of a constructor argument (Rule objects and conditions are marked)."""
-    if isinstance(v, Rule) or isinstance(v, type) or callable(v):
-        return _UNSAVEABLE
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(e) for e in v]
-    return v
+def _kernel_rules(rule):
+    """``(condition, Rule)`` pairs for LRP's ``rule`` argument."""
+    if isinstance(rule, (str, Rule)):
+        return [(KERNEL_LAYERS, R.get_rule(rule))]
+    if isinstance(rule, (list, tuple)) and rule:
+        if _is_pair_list(rule):
+            return [(_kernel_condition(c), R.get_rule(r)) for c, r in rule]
+        rules = [R.get_rule(r) for r in rule]
+        return [(_KernelAt(k, len(rules)), r) for k, r in enumerate(reversed(rules))]
+    raise TypeError(
+        "`rule` must be a rule name, a Rule, a list of (condition, rule) pairs or a list of rules. "
+        f"Received: rule={rule!r}"
+    )
 
 
-def _has_unsaveable(v):
-    if isinstance(v, list):
-        return any(_has_unsaveable(e) for e in v)
-    return isinstance(v, str) and v == _UNSAVEABLE
+def _until_condition(model, idx):
+    # Literally ``model.layers[: idx + 1]`` as iNNvestigate 2.1.2 does (checked against its
+    # output): a Functional model lists its InputLayer first, a Sequential model does not.
+    names = {layer.name for layer in list(model.layers)[: idx + 1]}
+    return lambda node, graph: isinstance(node.layer, KERNEL_LAYERS) and node.key.split("/")[0] in names
+
+
+#: LRP: start from the selected output value; relevance is conserved by design.
+LRP_METHOD = Method(seed="value", conserves_relevance=True)
+#: The presets for ConvNets warn on networks with non-ReLU activations.
+_RELU_ADVISED = LRP_METHOD.replace(requires_relu="advise")
 
 
 # -------------------------------------------------------------------------------------- analyzer
@@ -134,7 +155,9 @@ class LRP(ReverseAnalyzer):
     preceding kernel layer); activations pass relevance unchanged; average pooling, Add, Subtract
     and Average distribute it in proportion to the contributions (Z rule); max pooling routes it to
     the winner; Concatenate, Flatten, padding, ... route it; stand-alone BatchNormalization gets
-    ``bn_layer_rule``; Embedding sums it over the embedding axis.
+    ``bn_layer_rule``; Embedding sums it over the embedding axis. The registered LRP names
+    (``lrp.epsilon``, ``lrp.sequential_preset_a``, ...) are presets of this class: data functions
+    in this module.
 
     Args:
         model: a Keras model without softmax.
@@ -154,10 +177,13 @@ class LRP(ReverseAnalyzer):
         until_layer_rule: see ``until_layer_idx``. Defaults to `None`.
         bn_layer_rule: rule for stand-alone BatchNormalization layers (those not folded).
             Defaults to `None`, the Z rule with bias.
-        **kwargs: ``neuron_selection_mode``, ``batch_size``.
+        method: the :class:`~keras_patterns.analyzers.method.Method` the rules are added to.
+            Defaults to `None`, :data:`LRP_METHOD`.
+        **kwargs: ``layer_map`` (pairs put before all of the above), ``neuron_selection_mode``,
+            ``batch_size``, ``canonizers`` (see :class:`~keras_patterns.analyzers.ReverseAnalyzer`).
 
-    Precedence: ``input_layer_rule`` > ``until_layer_rule`` > ``rule``. ``analyzer.plan`` prints
-    the resolved rule of every node.
+    Precedence: ``layer_map`` > ``input_layer_rule`` > ``until_layer_rule`` > ``rule``.
+    ``analyzer.plan`` prints the resolved rule of every node.
 
     Raises:
         ValueError: missing rule, unknown rule name, a plain list with the wrong length, a kernel
@@ -174,19 +200,15 @@ class LRP(ReverseAnalyzer):
     ```
     """
 
-    head = "value"
-    #: Warn when the model has non-ReLU non-linearities (presets).
-    _relu_advised = False
+    method = LRP_METHOD
 
     def __init__(self, model, rule=None, input_layer_rule=None, until_layer_idx=None,
-                 until_layer_rule=None, bn_layer_rule=None, **kwargs):
+                 until_layer_rule=None, bn_layer_rule=None, method=None, **kwargs):
         if rule is None:
             raise ValueError(
                 "Need LRP rule(s): a rule name, a Rule, a list of (condition, rule) pairs or a list of "
                 f"rules. Received: rule=None. Valid names: {sorted(R.LRP_RULES)}"
             )
-        self._rule_spec = self._parse_rule(rule)
-        self._input_rule = None if input_layer_rule is None else _input_rule(input_layer_rule)
         if until_layer_idx is not None and until_layer_rule is None:
             raise ValueError(
                 "`until_layer_idx` needs `until_layer_rule`. Received: until_layer_idx="
@@ -199,218 +221,194 @@ class LRP(ReverseAnalyzer):
             raise ValueError(
                 f"`until_layer_idx` must be an int >= 0. Received: until_layer_idx={until_layer_idx!r}"
             )
-        self._until_idx = until_layer_idx
-        self._until_rule = None if until_layer_rule is None else R.get_rule(until_layer_rule, "until_layer_rule")
-        self._bn_rule = R.Z if bn_layer_rule is None else R.get_rule(bn_layer_rule, "bn_layer_rule")
+        if method is not None and not isinstance(method, Method):
+            raise TypeError(f"`method` must be a keras_patterns Method. Received: {type(method).__name__}")
+        pairs = []
+        if input_layer_rule is not None:
+            pairs.append((is_input_layer, _input_rule(input_layer_rule)))
+        if until_layer_rule is not None:
+            until = R.get_rule(until_layer_rule, "until_layer_rule")
+            if until_layer_idx is not None:
+                pairs.append((_until_condition(model, int(until_layer_idx)), until))
+        pairs += _kernel_rules(rule)
+        bn_rule = R.Z if bn_layer_rule is None else R.get_rule(bn_layer_rule, "bn_layer_rule")
+        pairs += [(NORMALIZATION, bn_rule), (Z_LAYERS, R.Z_NONKERNEL), (ACTIVATIONS, IDENTITY)]
+        base = LRP_METHOD if method is None else method
+        # The analyzer's method: its arguments as rules, before the base method's own.
+        self.method = base.replace(rules=tuple(pairs) + base.rules)
         super().__init__(model, **kwargs)
         self._config.update(
             rule=_jsonable(rule), input_layer_rule=_jsonable(input_layer_rule),
             until_layer_idx=None if until_layer_idx is None else int(until_layer_idx),
             until_layer_rule=_jsonable(until_layer_rule), bn_layer_rule=_jsonable(bn_layer_rule),
         )
-        if self._relu_advised:
-            bad = non_relu_nodes(self.graph)
-            if bad:
-                warnings.warn(
-                    f"{type(self).__name__} is not advised for networks with non-ReLU activations. "
-                    f"Received: {', '.join(bad)}.", stacklevel=user_stacklevel(),
-                )
-
-    @staticmethod
-    def _parse_rule(rule):
-        if isinstance(rule, (str, Rule)):
-            return ("all", R.get_rule(rule))
-        if isinstance(rule, (list, tuple)) and rule:
-            if _is_pair_list(rule):
-                return ("pairs", [(_kernel_condition(c), R.get_rule(r)) for c, r in rule])
-            return ("list", [R.get_rule(r) for r in rule])
-        raise TypeError(
-            "`rule` must be a rule name, a Rule, a list of (condition, rule) pairs or a list of rules. "
-            f"Received: rule={rule!r}"
-        )
-
-    # ------------------------------------------------------------------------------- rule lists
-    def _top_level_names(self, idx):
-        # Literally ``model.layers[: idx + 1]`` as iNNvestigate 2.1.2 does (checked against its
-        # output): a Functional model lists its InputLayer first, a Sequential model does not.
-        return {layer.name for layer in list(self.model.layers)[: idx + 1]}
-
-    def _kernel_rules(self):
-        kind, spec = self._rule_spec
-        kernels = [n for n in self.graph.nodes if isinstance(n.layer, KERNEL_LAYERS)]
-        if kind == "all":
-            return [(KERNEL_LAYERS, spec)]
-        if kind == "list":
-            if len(spec) != len(kernels):
-                raise ValueError(
-                    f"A plain list of rules needs one rule per kernel layer ({len(kernels)}: "
-                    f"{[n.name for n in kernels]}; the last rule goes to the first layer). "
-                    f"Received: {len(spec)} rules"
-                )
-            return [
-                ((lambda node, graph, name=n.name: node.name == name), r)
-                for n, r in zip(kernels, reversed(spec))
-            ]
-        return list(spec)
-
-    def _rule_list(self):
-        pairs = []
-        if self._input_rule is not None:
-            pairs.append((is_input_layer, self._input_rule))
-        if self._until_rule is not None and self._until_idx is not None:
-            names = self._top_level_names(self._until_idx)
-            pairs.append((
-                lambda node, graph: isinstance(node.layer, KERNEL_LAYERS)
-                and node.key.split("/")[0] in names,
-                self._until_rule,
-            ))
-        pairs += self._kernel_rules()
-        pairs += [(NORMALIZATION, self._bn_rule), (Z_LAYERS, R.Z_NONKERNEL), (ACTIVATIONS, IDENTITY)]
-        return pairs
+        if method is not None:
+            self._config["method"] = _UNSAVEABLE
 
     def _build_mirror(self):
         super()._build_mirror()
-        if self._rule_spec[0] == "pairs":
-            lrp_rules = {id(r) for _, r in self._rule_list()}
-            missing = [n.name for n in self.graph.nodes
-                       if isinstance(n.layer, KERNEL_LAYERS) and id(self.plan[n.name]) not in lrp_rules]
-            if missing:
-                raise ValueError(
-                    f"No (condition, rule) pair of `rule` matches the kernel layer(s) {missing}. "
-                    "Add a pair for them (e.g. (keras.layers.Dense, 'Epsilon'))."
-                )
-
-    def get_config(self):
-        config = super().get_config()
-        bad = sorted(k for k, v in config.items() if _has_unsaveable(v))
-        if bad:
+        chosen = {id(r) for _, r in self._all_rules()}
+        missing = [n.name for n in self.graph.nodes
+                   if isinstance(n.layer, KERNEL_LAYERS) and id(self.plan[n.name]) not in chosen]
+        if missing:
             raise ValueError(
-                f"The analyzer's {bad} hold Rule objects, layer classes or conditions, which cannot be "
-                "saved. Use rule names (strings) to make the analyzer saveable."
+                f"No (condition, rule) pair of `rule` matches the kernel layer(s) {missing}. "
+                "Add a pair for them (e.g. (keras.layers.Dense, 'Epsilon'))."
             )
-        return config
 
 
-class _FixedRuleLRP(LRP):
-    """An LRP analyzer whose kernel and BatchNormalization rule is fixed by the class."""
-
-    def __init__(self, model, rule, **kwargs):
-        super().__init__(model, rule=rule, bn_layer_rule=rule, **kwargs)
-        for k in ("rule", "bn_layer_rule"):
-            self._config.pop(k, None)
+# --------------------------------------------------------------------------------------- presets
+def _fixed_rule(rule):
+    """Preset arguments of an LRP analyzer with one rule for kernel and BatchNormalization layers."""
+    return dict(rule=rule, bn_layer_rule=rule)
 
 
-register_alias("lrp.z", LRP, rule="Z", bn_layer_rule="Z")
-register_alias("lrp.z_IB", LRP, rule="ZIgnoreBias", bn_layer_rule="ZIgnoreBias")
-register_alias("lrp.w_square", LRP, rule="WSquare", bn_layer_rule="WSquare")
-register_alias("lrp.flat", LRP, rule="Flat", bn_layer_rule="Flat")
-register_alias("lrp.z_plus", LRP, rule="ZPlus", bn_layer_rule="ZPlus")
-register_alias("lrp.z_plus_fast", LRP, rule="ZPlusFast", bn_layer_rule="ZPlusFast")
+@register_preset("lrp.z", LRP)
+def z():
+    """LRP-Z (Bach et al., PLoS ONE 2015) for every kernel and BatchNormalization layer."""
+    return _fixed_rule("Z")
 
 
-@register("lrp.epsilon")
-class LRPEpsilon(_FixedRuleLRP):
+@register_preset("lrp.z_IB", LRP)
+def z_ignore_bias():
+    """LRP-Z without biases in the denominators (iNNvestigate 1.0.9's ``lrp.z_IB``)."""
+    return _fixed_rule("ZIgnoreBias")
+
+
+@register_preset("lrp.w_square", LRP)
+def w_square():
+    """The W**2 rule (Montavon et al., Pattern Recognition 2017) for every kernel and BN layer."""
+    return _fixed_rule("WSquare")
+
+
+@register_preset("lrp.flat", LRP)
+def flat():
+    """The flat rule (Lapuschkin et al. 2019) for every kernel and BatchNormalization layer."""
+    return _fixed_rule("Flat")
+
+
+@register_preset("lrp.z_plus", LRP)
+def z_plus():
+    """LRP-Z+ (Montavon et al., Pattern Recognition 2017) for every kernel and BN layer."""
+    return _fixed_rule("ZPlus")
+
+
+@register_preset("lrp.z_plus_fast", LRP)
+def z_plus_fast():
+    """LRP-Z+ for non-negative inputs (iNNvestigate's fast variant) for every kernel and BN layer."""
+    return _fixed_rule("ZPlusFast")
+
+
+@register_preset("lrp.epsilon", LRP)
+def epsilon(epsilon=1e-7, bias=True):
     """LRP-epsilon (Bach et al., PLoS ONE 2015) for every kernel and BatchNormalization layer.
 
     Args:
-        model: a Keras model without softmax.
         epsilon: the stabiliser, > 0. Defaults to `1e-7` (iNNvestigate's default).
         bias: include biases in the denominators. Defaults to `True`.
-        **kwargs: ``input_layer_rule``, ``until_layer_idx``, ``until_layer_rule``,
-            ``neuron_selection_mode``, ``batch_size``.
+
+    Other arguments (``input_layer_rule``, ``until_layer_idx``, ``until_layer_rule``,
+    ``layer_map``, ``neuron_selection_mode``, ``batch_size``) are :class:`LRP`'s.
 
     Raises:
         ValueError: if epsilon <= 0.
     """
-
-    def __init__(self, model, epsilon=1e-7, bias=True, **kwargs):
-        super().__init__(model, R.epsilon_rule(epsilon, bias=bias), **kwargs)
-        self._config.update(epsilon=float(epsilon), bias=bool(bias))
+    return _fixed_rule(R.epsilon_rule(epsilon, bias=bias))
 
 
-register_alias("lrp.epsilon_IB", LRPEpsilon, bias=False)
+@register_preset("lrp.epsilon_IB", LRP)
+def epsilon_ignore_bias(epsilon=1e-7):
+    """LRP-epsilon without biases (iNNvestigate 1.0.9's ``lrp.epsilon_IB``)."""
+    return _fixed_rule(R.epsilon_rule(epsilon, bias=False))
 
 
-@register("lrp.alpha_beta")
-class LRPAlphaBeta(_FixedRuleLRP):
+@register_preset("lrp.alpha_beta", LRP, flags=LRP_METHOD)
+def alpha_beta(alpha=None, beta=None, bias=True):
     """LRP-alpha-beta (Bach et al., PLoS ONE 2015) for every kernel and BatchNormalization layer.
 
     With ``bias=True`` the bias is split (b+ to the activator, b- to the inhibitor); iNNvestigate
     puts the full bias in both denominators (see docs/differences.md).
 
     Args:
-        model: a Keras model without softmax.
         alpha: activator weight (>= 1); inferred from beta if None.
         beta: inhibitor weight (>= 0); inferred from alpha if None. alpha - beta must be 1.
         bias: include the split bias. Defaults to `True`.
-        **kwargs: see :class:`LRPEpsilon`.
 
     Raises:
         ValueError: alpha - beta != 1, alpha < 1, beta < 0, or neither given.
     """
-
-    def __init__(self, model, alpha=None, beta=None, bias=True, **kwargs):
-        alpha, beta = R.check_alpha_beta(alpha, beta)
-        super().__init__(model, R.alpha_beta_rule(alpha, beta, bias=bias), **kwargs)
-        self._config.update(alpha=alpha, beta=beta, bias=bool(bias))
+    alpha, beta = R.check_alpha_beta(alpha, beta)
+    return _fixed_rule(R.alpha_beta_rule(alpha, beta, bias=bias))
 
 
-register_alias("lrp.alpha_2_beta_1", LRPAlphaBeta, alpha=2, beta=1, bias=True)
-register_alias("lrp.alpha_2_beta_1_IB", LRPAlphaBeta, alpha=2, beta=1, bias=False)
-register_alias("lrp.alpha_1_beta_0", LRPAlphaBeta, alpha=1, beta=0, bias=True)
-register_alias("lrp.alpha_1_beta_0_IB", LRPAlphaBeta, alpha=1, beta=0, bias=False)
+def _alpha_beta_preset(name, alpha, beta, bias):
+    def preset():
+        return _fixed_rule(R.alpha_beta_rule(alpha, beta, bias=bias))
+
+    preset.__name__ = name.replace(".", "_")
+    preset.__doc__ = f"LRP-alpha-beta with alpha={alpha}, beta={beta}" + ("" if bias else ", no bias") + "."
+    return register_preset(name, LRP)(preset)
 
 
-@register("lrp.gamma")
-class LRPGamma(_FixedRuleLRP):
+for _name, _a, _b, _bias in (("lrp.alpha_2_beta_1", 2, 1, True), ("lrp.alpha_2_beta_1_IB", 2, 1, False),
+                             ("lrp.alpha_1_beta_0", 1, 0, True), ("lrp.alpha_1_beta_0_IB", 1, 0, False)):
+    _alpha_beta_preset(_name, _a, _b, _bias)
+
+
+@register_preset("lrp.gamma", LRP)
+def gamma(gamma=0.25, bias=True):
     """LRP-gamma (Montavon et al., "Layer-Wise Relevance Propagation: An Overview", 2019) for every
     kernel and BatchNormalization layer. Not in iNNvestigate.
 
     Args:
-        model: a Keras model without softmax.
         gamma: boost of the positive weights, >= 0. Defaults to `0.25`.
         bias: include the (boosted) bias. Defaults to `True`.
-        **kwargs: see :class:`LRPEpsilon`.
     """
-
-    def __init__(self, model, gamma=0.25, bias=True, **kwargs):
-        super().__init__(model, R.gamma_rule(gamma, bias=bias), **kwargs)
-        self._config.update(gamma=float(gamma), bias=bool(bias))
+    return _fixed_rule(R.gamma_rule(gamma, bias=bias))
 
 
-@register("lrp.sequential_preset_a")
-class LRPSequentialPresetA(LRP):
+def _sequential(conv_rule, epsilon, bn_layer_rule, **extra):
+    eps_rule = R.epsilon_rule(epsilon)
+    return dict(rule=[(DENSE, eps_rule), (CONV_LIKE, conv_rule)], bn_layer_rule=bn_layer_rule or eps_rule,
+                method=_RELU_ADVISED, **extra)
+
+
+@register_preset("lrp.sequential_preset_a", LRP)
+def sequential_preset_a(epsilon=0.1, bn_layer_rule=None):
     """iNNvestigate's preset A for ConvNets: Dense layers LRP-epsilon (epsilon 0.1, with bias),
     convolutions LRP-alpha1beta0 (with the split bias); stand-alone BatchNormalization
     LRP-epsilon. Warns for non-ReLU networks.
 
     Args:
-        model: a Keras model without softmax.
         epsilon: epsilon of the Dense layers. Defaults to `0.1`.
-        **kwargs: ``input_layer_rule``, ``until_layer_idx``, ``until_layer_rule``,
-            ``bn_layer_rule``, ``neuron_selection_mode``, ``batch_size``.
+        bn_layer_rule: rule of stand-alone BatchNormalization layers. Defaults to `None`
+            (LRP-epsilon).
     """
-
-    _conv_rule = R.ALPHA_1_BETA_0
-    _relu_advised = True
-
-    def __init__(self, model, epsilon=0.1, bn_layer_rule=None, **kwargs):
-        eps_rule = R.epsilon_rule(epsilon)
-        rule = [(DENSE, eps_rule), (CONV_LIKE, self._conv_rule)]
-        super().__init__(model, rule=rule, bn_layer_rule=bn_layer_rule or eps_rule, **kwargs)
-        self._config.pop("rule", None)
-        self._config.update(epsilon=float(epsilon), bn_layer_rule=_jsonable(bn_layer_rule))
+    return _sequential(R.ALPHA_1_BETA_0, epsilon, bn_layer_rule)
 
 
-@register("lrp.sequential_preset_b")
-class LRPSequentialPresetB(LRPSequentialPresetA):
+@register_preset("lrp.sequential_preset_b", LRP)
+def sequential_preset_b(epsilon=0.1, bn_layer_rule=None):
     """iNNvestigate's preset B: as preset A, but convolutions use LRP-alpha2beta1 (with the split
     bias)."""
+    return _sequential(R.ALPHA_2_BETA_1, epsilon, bn_layer_rule)
 
-    _conv_rule = R.ALPHA_2_BETA_1
+
+@register_preset("lrp.sequential_preset_a_flat", LRP)
+def sequential_preset_a_flat(epsilon=0.1, bn_layer_rule=None):
+    """Preset A with the flat rule on the input layers."""
+    return _sequential(R.ALPHA_1_BETA_0, epsilon, bn_layer_rule, input_layer_rule="Flat")
 
 
-register_alias("lrp.sequential_preset_a_flat", LRPSequentialPresetA, input_layer_rule="Flat")
-register_alias("lrp.sequential_preset_b_flat", LRPSequentialPresetB, input_layer_rule="Flat")
-register_alias("lrp.sequential_preset_b_flat_until_idx", LRPSequentialPresetB,
-               input_layer_rule="Flat", until_layer_rule="Flat")
+@register_preset("lrp.sequential_preset_b_flat", LRP)
+def sequential_preset_b_flat(epsilon=0.1, bn_layer_rule=None):
+    """Preset B with the flat rule on the input layers."""
+    return _sequential(R.ALPHA_2_BETA_1, epsilon, bn_layer_rule, input_layer_rule="Flat")
+
+
+@register_preset("lrp.sequential_preset_b_flat_until_idx", LRP)
+def sequential_preset_b_flat_until_idx(epsilon=0.1, bn_layer_rule=None):
+    """Preset B with the flat rule on the input layers and on the kernel layers among
+    ``model.layers[0..until_layer_idx]`` (pass ``until_layer_idx``)."""
+    return _sequential(R.ALPHA_2_BETA_1, epsilon, bn_layer_rule, input_layer_rule="Flat",
+                       until_layer_rule="Flat")
