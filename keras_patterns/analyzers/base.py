@@ -6,7 +6,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from keras_patterns import selection
+from keras_patterns import canonizers as C
+from keras_patterns import io, selection
 from keras_patterns.analyzers.method import Method, check_postprocess  # noqa: F401 (re-exported)
 from keras_patterns.canonizers import DEFAULT_CANONIZERS, prepare_graph
 from keras_patterns.errors import NonFiniteResultError, NotAnalyzeableModelError
@@ -15,6 +16,7 @@ from keras_patterns.graph.checks import check_no_softmax
 from keras_patterns.mapping import resolve
 from keras_patterns.mirror import Mirror
 from keras_patterns.rules import GRADIENT, Rule
+from keras_patterns.rules import lrp as R
 from keras_patterns._warnings import user_stacklevel
 
 #: Guards the lazy creation of ``Analyzer._compiled``: threads whose first ``analyze`` calls
@@ -219,8 +221,6 @@ class Analyzer:
 
     def save(self, path):
         """Saves configuration, fitted state and model to one file (see :mod:`keras_patterns.io`)."""
-        from keras_patterns import io
-
         io.save_analyzer(self, path)
 
     def _state_arrays(self):
@@ -437,8 +437,6 @@ def _has_unsaveable(v):
 
 
 def _builtin_canonizers():
-    from keras_patterns import canonizers as C
-
     return {f.__name__: f for f in (C.split_separable, C.split_activations, C.fold_batchnorm)}
 
 
@@ -597,8 +595,6 @@ def _check_layer_map(layer_map):
     """``layer_map`` as a tuple of ``(condition, Rule)`` pairs."""
     if layer_map is None:
         return ()
-    from keras_patterns.rules import lrp as R
-
     if isinstance(layer_map, (str, Rule)) or not isinstance(layer_map, (list, tuple)):
         raise TypeError(
             "`layer_map` must be a list of (condition, rule) pairs. Received: "
