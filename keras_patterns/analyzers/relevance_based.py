@@ -12,6 +12,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_patterns import validation
 from keras_patterns.analyzers.base import ReverseAnalyzer
 from keras_patterns.analyzers.registry import register, register_alias
 from keras_patterns.graph.checks import non_relu_nodes
@@ -192,14 +193,7 @@ class LRP(ReverseAnalyzer):
                 "`until_layer_idx` needs `until_layer_rule`. Received: until_layer_idx="
                 f"{until_layer_idx!r}, until_layer_rule=None"
             )
-        if until_layer_idx is not None and (
-            isinstance(until_layer_idx, bool) or not isinstance(until_layer_idx, (int, np.integer))
-            or until_layer_idx < 0
-        ):
-            raise ValueError(
-                f"`until_layer_idx` must be an int >= 0. Received: until_layer_idx={until_layer_idx!r}"
-            )
-        self._until_idx = until_layer_idx
+        self._until_idx = validation.non_negative_int("until_layer_idx", until_layer_idx, allow_none=True)
         self._until_rule = None if until_layer_rule is None else R.get_rule(until_layer_rule, "until_layer_rule")
         self._bn_rule = R.Z if bn_layer_rule is None else R.get_rule(bn_layer_rule, "bn_layer_rule")
         super().__init__(model, **kwargs)

@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_patterns import validation
 from keras_patterns.analyzers.base import ReverseAnalyzer, check_postprocess
 from keras_patterns.analyzers.registry import register
 
@@ -14,12 +15,6 @@ def _check_float_inputs(analyzer):
         raise ValueError(
             f"{analyzer.name} perturbs its inputs and needs float inputs. Received integer inputs: {ints}"
         )
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
-    return int(value)
 
 
 class _AveragedGradient(ReverseAnalyzer):
@@ -78,13 +73,9 @@ class SmoothGrad(_AveragedGradient):
     """
 
     def __init__(self, model, augment_by_n=64, noise_scale=1.0, postprocess=None, seed=None, **kwargs):
-        self.n = _positive_int("augment_by_n", augment_by_n)
-        if not (np.isscalar(noise_scale) and np.isfinite(noise_scale) and noise_scale >= 0):
-            raise ValueError(f"`noise_scale` must be a finite number >= 0. Received: noise_scale={noise_scale!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
-        self.noise_scale = float(noise_scale)
-        self.seed = seed
+        self.n = validation.positive_int("augment_by_n", augment_by_n)
+        self.noise_scale = validation.finite_number("noise_scale", noise_scale, minimum=0)
+        self.seed = validation.integer("seed", seed, allow_none=True)
         self.postprocess = check_postprocess(postprocess)
         super().__init__(model, **kwargs)
         _check_float_inputs(self)
@@ -126,7 +117,7 @@ class IntegratedGradients(_AveragedGradient):
     """
 
     def __init__(self, model, steps=64, reference_inputs=0, postprocess=None, **kwargs):
-        self.n = _positive_int("steps", steps)
+        self.n = validation.positive_int("steps", steps)
         self.postprocess = check_postprocess(postprocess)
         super().__init__(model, **kwargs)
         _check_float_inputs(self)
