@@ -204,3 +204,64 @@ def test_get_state_set_state_round_trip():
     other.set_state(state)
     np.testing.assert_array_equal(other.analyze(x[:5]), fitted.analyze(x[:5]))
     assert other.input_specs == ((( None, 3), "float32"),)
+
+
+# --------------------------------------------------------------------------- rule conditions
+from keras_patterns.canonizers import prepare_graph  # noqa: E402
+from keras_patterns.graph.layers import KERNEL_LAYERS, as_condition, node_condition  # noqa: E402
+
+
+def _graph():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d1"),
+                              keras.layers.ReLU(name="r"), keras.layers.Dense(2, name="d2")])
+    graph = prepare_graph(model)
+    return graph, {n.name: n for n in graph.nodes}
+
+
+def _matching(condition, **kwargs):
+    graph, nodes = _graph()
+    match = as_condition(condition, **kwargs)
+    return sorted(name for name, node in nodes.items() if match(node, graph) is True)
+
+
+def test_as_condition_forms():
+    L = keras.layers
+    assert _matching(L.Dense) == ["d1", "d2"]
+    assert _matching((L.ReLU, L.Dense)) == ["d1", "d2", "r"]
+    assert _matching(lambda layer: layer.name != "d1") == ["d2", "r"]            # called with the layer
+    assert _matching(node_condition(lambda node, graph: node.name == "r")) == ["r"]
+
+    @node_condition
+    def last(node, graph):
+        return node.outputs[0] in graph.outputs
+
+    assert _matching(last) == ["d2"] and last.__name__ == "last"
+    # written before node_condition: an unmarked function with two required arguments
+    assert _matching(lambda node, graph: node.name == "d1") == ["d1"]
+    # a default second argument does not make a node condition
+    assert _matching(lambda layer, prefix="d": layer.name.startswith(prefix)) == ["d1", "d2"]
+    assert _matching(lambda layer: True, restrict_to=KERNEL_LAYERS) == ["d1", "d2"]
+    assert _matching(keras.layers.ReLU, restrict_to=KERNEL_LAYERS) == []
+
+
+@pytest.mark.parametrize("bad", [(), "Dense", 3, (keras.layers.Dense, "x")])
+def test_as_condition_refuses(bad):
+    _raises(lambda: as_condition(bad),
+            "A rule condition must be a layer class, a tuple of classes or a callable "
+            f"condition(layer) / condition(node, graph). Received: {bad!r}", TypeError)
+    _raises(lambda: node_condition(bad), f"`node_condition` needs a callable f(node, graph). Received: {bad!r}",
+            TypeError)
+
+
+def test_resolve_and_lrp_read_conditions_alike():
+    """The method rules (resolve) and the user's `rule` pairs (lrp) accept the same forms."""
+    from keras_patterns.mapping import resolve
+    from keras_patterns.rules import lrp as R
+
+    graph, _ = _graph()
+    plan = resolve(graph, [(lambda layer: layer.name == "d1", R.Z), (node_condition(lambda n, g: n.name == "d2"), R.FLAT)])
+    assert plan["d1"] is R.Z and plan["d2"] is R.FLAT
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d1"), keras.layers.Dense(2, name="d2")])
+    analyzer = kp.create_analyzer("lrp", model, rule=[(lambda layer: layer.name == "d1", "Z"),
+                                                      (node_condition(lambda n, g: n.name == "d2"), "Flat")])
+    assert (analyzer.plan["d1"].name, analyzer.plan["d2"].name) == ("lrp.z", "lrp.flat")

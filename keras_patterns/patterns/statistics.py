@@ -35,8 +35,7 @@ from keras_patterns.graph.layers import (
     DENSE,
     DEPTHWISE,
     KERNEL_LAYERS,
-    NOISE_AND_DROPOUT,
-    NORMALIZATION,
+    MASK_PASS_THROUGH,
     layer_activation,
 )
 from keras_patterns.linear import apply_kernel, channels_last, node_params
@@ -45,8 +44,6 @@ from keras_patterns.patterns.estimators import (
     pattern_from_statistics,
 )
 
-#: Layers the mask search walks through (shape-preserving, applied after the kernel layer's output).
-_PASS_THROUGH = NOISE_AND_DROPOUT + NORMALIZATION + (keras.layers.Add, keras.layers.Identity)
 
 
 def mask_source(graph, node):
@@ -81,7 +78,7 @@ def mask_source(graph, node):
             return own
         if layer_activation(nxt.layer) != "linear":
             return nxt.outputs[0]
-        if isinstance(nxt.layer, _PASS_THROUGH) or (
+        if isinstance(nxt.layer, MASK_PASS_THROUGH) or (
             isinstance(nxt.layer, keras.layers.Activation) and layer_activation(nxt.layer) == "linear"
         ):
             cur = nxt.outputs[0]
