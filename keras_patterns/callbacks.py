@@ -8,18 +8,11 @@ import warnings
 import keras
 import numpy as np
 
+from keras_patterns import validation
 from keras_patterns._warnings import user_stacklevel
 from keras_patterns.registry import capabilities, create_analyzer, list_analyzers
 
 FORMATS = ("png", "npz", "tensorboard")
-
-
-def _positive_int_or_none(name, value):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not (isinstance(value, (int, np.integer)) and value > 0):
-        raise ValueError(f"`{name}` must be None or a positive int. Received: {name}={value!r}")
-    return int(value)
 
 
 def _method_specs(methods):
@@ -152,23 +145,17 @@ class AnalysisCallback(keras.callbacks.Callback):
                  fit_batch_size=32, max_samples=8, y=None, class_names=None, formats=FORMATS):
         super().__init__()
         self._specs = _method_specs(methods)
-        self.every_n_epochs = _positive_int_or_none("every_n_epochs", every_n_epochs)
-        self.every_n_batches = _positive_int_or_none("every_n_batches", every_n_batches)
-        if not isinstance(at_train_end, (bool, np.bool_)):
-            raise ValueError(f"`at_train_end` must be True or False. Received: at_train_end={at_train_end!r}")
-        self.at_train_end = bool(at_train_end)
+        self.every_n_epochs = validation.positive_int("every_n_epochs", every_n_epochs, allow_none=True)
+        self.every_n_batches = validation.positive_int("every_n_batches", every_n_batches, allow_none=True)
+        self.at_train_end = validation.boolean("at_train_end", at_train_end)
         if self.every_n_epochs is None and self.every_n_batches is None and not self.at_train_end:
             raise ValueError(
                 "Nothing would be logged: set `every_n_epochs`, `every_n_batches` or `at_train_end`. "
                 "Received: every_n_epochs=None, every_n_batches=None, at_train_end=False"
             )
-        self.fit_steps = _positive_int_or_none("fit_steps", fit_steps)
-        self.fit_batch_size = _positive_int_or_none("fit_batch_size", fit_batch_size)
-        if self.fit_batch_size is None:
-            raise ValueError("`fit_batch_size` must be a positive int. Received: fit_batch_size=None")
-        self.max_samples = _positive_int_or_none("max_samples", max_samples)
-        if self.max_samples is None:
-            raise ValueError("`max_samples` must be a positive int. Received: max_samples=None")
+        self.fit_steps = validation.positive_int("fit_steps", fit_steps, allow_none=True)
+        self.fit_batch_size = validation.positive_int("fit_batch_size", fit_batch_size)
+        self.max_samples = validation.positive_int("max_samples", max_samples)
         if isinstance(x, dict) or x is None:
             raise ValueError(f"`x` must be an array shaped like the model input. Received: "
                              f"{type(x).__name__}")

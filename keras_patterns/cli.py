@@ -97,8 +97,12 @@ def _check_file(path, what, suffixes):
 
 
 def _check_positive(name, value):
-    if value is not None and value <= 0:
-        raise CLIError(f"{name} must be a positive integer, received {value}")
+    from keras_patterns import validation
+
+    try:
+        validation.positive_int(name, value, allow_none=True)
+    except ValueError:
+        raise CLIError(f"{name} must be a positive integer, received {value}") from None
 
 
 def _load_array(path, key=None, what="data file"):
@@ -195,7 +199,7 @@ def _describe_kwargs(kwargs):
 
 def _image_inputs(analyzer):
     """Whether the model has one image input: (batch, H, W) or (batch, H, W, 1 or 3)."""
-    specs = analyzer._input_specs
+    specs = analyzer.input_specs
     if len(specs) != 1:
         return False
     shape = specs[0][0]
@@ -287,7 +291,7 @@ def _cmd_analyze(args):
         config = {**saved.get_config(), **kwargs}
         analyzer = saved if config == saved.get_config() else _create(method, saved.model, config)
         if analyzer is not saved:
-            analyzer._load_state_arrays(saved._state_arrays())
+            analyzer.set_state(saved.get_state())
     else:
         method = args.method or "pattern.attribution"
         analyzer = _create(method, _load_model(args.model), kwargs)
@@ -296,7 +300,7 @@ def _cmd_analyze(args):
         raise CLIError(f"--index {args.index} is out of range: the model has {analyzer.n_outputs} "
                        f"outputs (valid: 0 to {analyzer.n_outputs - 1})")
     if args.png and not _image_inputs(analyzer):
-        shapes = [("batch",) + s[0][1:] for s in analyzer._input_specs]
+        shapes = [("batch",) + s[0][1:] for s in analyzer.input_specs]
         raise CLIError("--png draws images; the model's input shape(s) "
                        f"{', '.join(str(s) for s in shapes)} are not (batch, H, W) or (batch, H, W, 1|3). "
                        "Leave out --png")

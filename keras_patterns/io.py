@@ -108,7 +108,7 @@ def save_analyzer(analyzer, path):
         "config": analyzer.get_config(),
         "model": _model_manifest(analyzer.model),
     }
-    state = analyzer._state_arrays()
+    state = analyzer.get_state()
     with tempfile.TemporaryDirectory() as tmp:
         model_path = os.path.join(tmp, "model.keras")
         analyzer.model.save(model_path)
@@ -532,7 +532,7 @@ def _build_analyzer(path, config, model, state):
         ) from e
     if state:
         try:
-            analyzer._load_state_arrays(state)
+            analyzer.set_state(state)
         except (TypeError, ValueError) as e:
             raise _file_error(
                 path, f"'state.npz' does not fit the {name!r} analyzer",

@@ -1,8 +1,9 @@
 """Layer -> rule resolution.
 
 A method's rule assignment is data: an ordered list of ``(condition, rule)`` pairs where the first
-match wins. A condition is a layer class, a tuple of classes, or a callable
-``condition(node, graph) -> bool``. After the method's own pairs come rules registered by users with
+match wins. A condition is a layer class, a tuple of classes, or a predicate, read by
+:func:`keras_patterns.graph.layers.as_condition` (``condition(layer)``, or ``condition(node, graph)``
+when marked with :class:`~keras_patterns.graph.layers.node_condition`). After the method's own pairs come rules registered by users with
 :func:`register_rule`, then the built-in defaults (Embedding sums over its embedding axis), then the
 plain gradient for every supported layer. Layers that match nothing are reported all at once.
 """
@@ -10,7 +11,7 @@ plain gradient for every supported layer. Layers that match nothing are reported
 import keras
 
 from keras_patterns.errors import UnsupportedLayerError
-from keras_patterns.graph.layers import EMBEDDING, SUPPORTED_LAYERS
+from keras_patterns.graph.layers import EMBEDDING, SUPPORTED_LAYERS, as_condition
 from keras_patterns.rules import EMBEDDING_SUM, GRADIENT, Rule
 
 _CUSTOM_RULES = []  # (layer_class, rule, methods or None)
@@ -53,14 +54,6 @@ def unregister_rule(layer_class):
     _CUSTOM_RULES[:] = [entry for entry in _CUSTOM_RULES if entry[0] is not layer_class]
 
 
-def _matches(condition, node, graph):
-    if isinstance(condition, type) or (
-        isinstance(condition, tuple) and all(isinstance(c, type) for c in condition)
-    ):
-        return isinstance(node.layer, condition)
-    return bool(condition(node, graph))
-
-
 class Plan(dict):
     """The resolved rule of every node: ``{node_name: Rule}``, printable for debugging."""
 
@@ -74,7 +67,8 @@ def resolve(graph, rules=(), method=None):
 
     Args:
         graph: a canonized :class:`~keras_patterns.graph.Graph`.
-        rules: ordered ``(condition, rule)`` pairs of the method.
+        rules: ordered ``(condition, rule)`` pairs of the method (conditions as
+            :func:`~keras_patterns.graph.layers.as_condition` reads them).
         method: the analyzer name, to select rules registered for some methods only.
 
     Returns:
@@ -86,9 +80,10 @@ def resolve(graph, rules=(), method=None):
     plan, unsupported = Plan(), []
     custom = [(cls, rule) for cls, rule, methods in _CUSTOM_RULES if methods is None or method in methods]
     defaults = [(EMBEDDING, EMBEDDING_SUM), (SUPPORTED_LAYERS, GRADIENT)]
+    pairs = [(as_condition(condition), rule) for condition, rule in list(rules) + custom + defaults]
     for node in graph.nodes:
-        for condition, rule in list(rules) + custom + defaults:
-            if _matches(condition, node, graph):
+        for match, rule in pairs:
+            if match(node, graph):
                 plan[node.name] = rule
                 break
         else:

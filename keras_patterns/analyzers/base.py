@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_patterns import canonizers as C
-from keras_patterns import io, selection
+from keras_patterns import io, selection, validation
 from keras_patterns.analyzers.method import Method, check_postprocess  # noqa: F401 (re-exported)
 from keras_patterns.canonizers import DEFAULT_CANONIZERS, prepare_graph
 from keras_patterns.errors import NonFiniteResultError, NotAnalyzeableModelError
@@ -73,19 +73,13 @@ class Analyzer:
     def __init__(self, model, neuron_selection_mode="max_activation", batch_size=32,
                  disable_model_checks=False, allow_lambda_layers=False, canonizers=None,
                  **reverse_kwargs):
-        for arg, value in (("disable_model_checks", disable_model_checks),
-                           ("allow_lambda_layers", allow_lambda_layers)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"`{arg}` must be True or False. Received: {arg}={value!r}")
-        self.disable_model_checks = bool(disable_model_checks)
-        self.allow_lambda_layers = bool(allow_lambda_layers)
+        self.disable_model_checks = validation.boolean("disable_model_checks", disable_model_checks)
+        self.allow_lambda_layers = validation.boolean("allow_lambda_layers", allow_lambda_layers)
         _check_reverse_kwargs(self._who(), reverse_kwargs, self._reverse_kwarg_allowed)
         self.model = model
         self.neuron_selection_mode = selection.check_mode(neuron_selection_mode)
-        if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
-            raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
-        self.batch_size = int(batch_size)
-        self._config = {"neuron_selection_mode": neuron_selection_mode, "batch_size": int(batch_size)}
+        self.batch_size = validation.positive_int("batch_size", batch_size)
+        self._config = {"neuron_selection_mode": neuron_selection_mode, "batch_size": self.batch_size}
         # Saved only when set, so that files and configs of analyzers without them stay as they were.
         if self.disable_model_checks:
             self._config["disable_model_checks"] = True
@@ -223,65 +217,47 @@ class Analyzer:
         """Saves configuration, fitted state and model to one file (see :mod:`keras_patterns.io`)."""
         io.save_analyzer(self, path)
 
-    def _state_arrays(self):
-        """Fitted arrays to persist (patterns); ``{}`` for analyzers without state."""
+    @property
+    def input_specs(self):
+        """The model inputs as ``((shape, dtype), ...)``, batch first (read-only)."""
+        return tuple(self._input_specs)
+
+    def get_state(self):
+        """The analyzer's fitted state, for persistence (what :meth:`save` writes).
+
+        Returns:
+            A dict ``{name: NumPy array}``: the patterns of a fitted pattern analyzer, ``{}`` for
+            analyzers without state (and for pattern analyzers not fitted yet).
+
+        Example:
+
+        ```python
+        state = analyzer.get_state()
+        other = kp.create_analyzer(analyzer.name, model, **analyzer.get_config())
+        other.set_state(state)        # same maps as `analyzer`
+        ```
+        """
         return {}
 
-    def _load_state_arrays(self, arrays):
-        """Restores what :meth:`_state_arrays` returned."""
-        if arrays:
-            raise ValueError(f"Analyzer {self.name!r} has no state; received arrays {sorted(arrays)}")
+    def set_state(self, state):
+        """Restores what :meth:`get_state` returned (from this or another analyzer of the same
+        kind and model).
+
+        Args:
+            state: a dict ``{name: array}``; ``{}`` leaves the analyzer as it is.
+
+        Raises:
+            ValueError: arrays for an analyzer without state, or arrays that do not fit.
+        """
+        if state:
+            raise ValueError(
+                f"Analyzer {self.name!r} has no state; expected state={{}}. "
+                f"Received: arrays {sorted(state)}"
+            )
 
     # ------------------------------------------------------------------------------------ input
     def _prepare_inputs(self, x):
-        n_in = len(self._input_specs)
-        if isinstance(x, dict):
-            missing = [n for n in self.graph.input_names if n not in x]
-            if missing:
-                raise ValueError(
-                    f"Input dict is missing model inputs {missing}. Expected keys: "
-                    f"{self.graph.input_names}. Received keys: {sorted(x)}"
-                )
-            xs = [x[n] for n in self.graph.input_names]
-        elif isinstance(x, (list, tuple)):
-            xs = list(x)
-        else:
-            xs = [x]
-        if len(xs) != n_in:
-            raise ValueError(
-                f"The model has {n_in} input(s) {self.graph.input_names}; expected a list of {n_in} "
-                f"arrays. Received: {len(xs)} array(s)"
-            )
-        out = []
-        for i, (xi, (shape, dtype)) in enumerate(zip(xs, self._input_specs)):
-            arr = np.asarray(xi.numpy() if hasattr(xi, "numpy") else xi)
-            if arr.dtype.kind not in "biuf":
-                raise TypeError(
-                    f"Input {i} must be numeric. Received: dtype {arr.dtype} (e.g. {arr.flat[0]!r})"
-                    if arr.size else f"Input {i} must be numeric. Received: dtype {arr.dtype}"
-                )
-            if arr.ndim != len(shape) or any(
-                s is not None and s != a for s, a in zip(shape[1:], arr.shape[1:])
-            ):
-                raise ValueError(
-                    f"Input {i} ({self.graph.input_names[i]}) must have shape {('batch',) + shape[1:]}. "
-                    f"Received: shape {arr.shape}"
-                )
-            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-                bad = np.argwhere(~np.isfinite(arr))[0]
-                raise ValueError(
-                    f"Input {i} contains NaN or Inf (first at index {tuple(int(b) for b in bad)}); "
-                    "expected finite values."
-                )
-            if np.dtype(dtype).kind == "f" and arr.dtype.kind != "f":
-                arr = arr.astype(dtype)
-            elif np.dtype(dtype).kind == "f":
-                arr = arr.astype(dtype, copy=False)
-            out.append(arr)
-        batches = {a.shape[0] for a in out}
-        if len(batches) != 1:
-            raise ValueError(f"All inputs must have the same batch size. Received: {[a.shape[0] for a in out]}")
-        return out
+        return validation.read_inputs(x, self._input_specs, self.graph.input_names)
 
     def _signature(self):
         specs = [
@@ -341,8 +317,8 @@ class Analyzer:
                     ki.omit_frequent_tracing_warning(compiled)
                     self._compiled = compiled
                 compiled = self._compiled
-        if batch_size is not None and not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
-            raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
+        if batch_size is not None:
+            batch_size = validation.positive_int("batch_size", batch_size)
         step = self._rows_per_call(batch_size or self.batch_size)
         extras = self._extra_args()
         chunks = []

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from keras_patterns import selection
+from keras_patterns import selection, validation
 from keras_patterns.analyzers.base import Analyzer
 from keras_patterns.registry import register
 
@@ -30,9 +30,8 @@ class Random(Analyzer):
     """
 
     def __init__(self, model, stddev=1.0, seed=None, **kwargs):
-        if not (np.isscalar(stddev) and np.isfinite(stddev) and stddev >= 0):
-            raise ValueError(f"`stddev` must be a finite number >= 0. Received: stddev={stddev!r}")
-        self.stddev, self.seed = float(stddev), seed
+        self.stddev = validation.finite_number("stddev", stddev, minimum=0)
+        self.seed = validation.integer("seed", seed, allow_none=True)
         super().__init__(model, **kwargs)
         self._config.update(stddev=self.stddev, seed=seed)
 

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from keras_patterns import selection
+from keras_patterns import selection, validation
 from keras_patterns.analyzers.base import ReverseAnalyzer
 from keras_patterns.analyzers.method import Method
 from keras_patterns.errors import NotFittedError
@@ -160,11 +160,7 @@ class PatternAnalyzer(ReverseAnalyzer):
                 )
             project_bottleneck = bool(rpbl) or project_bottleneck
         self.pattern_type = _check_pattern_type(pattern_type)
-        if not isinstance(project_bottleneck, (bool, np.bool_)):
-            raise ValueError(
-                f"`project_bottleneck` must be True or False. Received: project_bottleneck={project_bottleneck!r}"
-            )
-        self.project_bottleneck = bool(project_bottleneck)
+        self.project_bottleneck = validation.boolean("project_bottleneck", project_bottleneck)
         super().__init__(model, **kwargs)
         self._patterns = None  # {key: tf.Variable}, created by the first _set_patterns
         self._computer = None
@@ -294,12 +290,14 @@ class PatternAnalyzer(ReverseAnalyzer):
         ))
         return self
 
-    def _state_arrays(self):
+    def get_state(self):
+        """The fitted patterns ``{key: array}`` (see :attr:`patterns`); ``{}`` before fitting."""
         return {} if self._patterns is None else self.patterns
 
-    def _load_state_arrays(self, arrays):
-        if arrays:
-            self._set_patterns(dict(arrays))
+    def set_state(self, state):
+        """Sets the patterns from :meth:`get_state`'s dict (``{}`` leaves them as they are)."""
+        if state:
+            self._set_patterns(dict(state))
 
     # ------------------------------------------------------------------------------ the mirror
     def _mirror_state(self):

@@ -6,45 +6,31 @@ Overview", 2019. Names and defaults follow iNNvestigate (2.1.2, plus 1.0.9's ``l
 ``lrp.epsilon_IB``); the deliberate differences are listed in docs/differences.md.
 """
 
-import inspect
 
-import keras
 import numpy as np
 
+from keras_patterns import validation
 from keras_patterns.analyzers.base import _UNSAVEABLE, ReverseAnalyzer, _jsonable
 from keras_patterns.analyzers.method import Method
 from keras_patterns.registry import register, register_preset
 from keras_patterns.graph.layers import (
     ACTIVATIONS,
-    AVERAGE_POOLING,
-    CONV,
+    BATCH_NORMALIZATION,
+    CONV_LIKE,
     DENSE,
-    DEPTHWISE,
-    GLOBAL_AVERAGE_POOLING,
     KERNEL_LAYERS,
-    NOISE_AND_DROPOUT,
-    NORMALIZATION,
-    PREPROCESSING,
-    RESHAPING,
+    TRANSPARENT,
+    Z_LAYERS,
+    as_condition,
+    node_condition,
 )
 from keras_patterns.rules import IDENTITY, Rule
 from keras_patterns.rules import lrp as R
 
-L = keras.layers
-
-#: Layers without kernels that LRP treats by the proportional Z rule.
-Z_LAYERS = AVERAGE_POOLING + GLOBAL_AVERAGE_POOLING + (L.Add, L.Subtract, L.Average) + PREPROCESSING
-#: Convolution-like kernel layers (iNNvestigate's ``is_conv_layer``; SeparableConv is split into
-#: a depthwise and a pointwise convolution by the canonizer).
-CONV_LIKE = CONV + DEPTHWISE
-#: Layers looked through when deciding whether a kernel layer is an input layer. iNNvestigate uses
-#: Flatten/Permute/Reshape; zero padding and (inactive) dropout/noise layers are added here.
-_TRANSPARENT = RESHAPING + (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D) + NOISE_AND_DROPOUT + (
-    L.Identity,
-)
 
 
 # ------------------------------------------------------------------------------------ conditions
+@node_condition
 def is_input_layer(node, graph):
     """True for a kernel layer whose inputs all come from model inputs, possibly through
     Flatten/Permute/Reshape (and ZeroPadding, Dropout-like layers, Identity)."""
@@ -59,30 +45,16 @@ def is_input_layer(node, graph):
         if t in graph.inputs:
             continue
         producer = graph.producer(t)
-        if producer is None or not isinstance(producer.layer, _TRANSPARENT):
+        if producer is None or not isinstance(producer.layer, TRANSPARENT):
             return False
         stack.extend(producer.inputs)
     return True
 
 
 def _kernel_condition(condition):
-    """A user condition restricted to kernel layers; one-argument callables receive the layer."""
-    if isinstance(condition, type) or (
-        isinstance(condition, tuple) and condition and all(isinstance(c, type) for c in condition)
-    ):
-        return lambda node, graph: isinstance(node.layer, condition) and isinstance(node.layer, KERNEL_LAYERS)
-    if not callable(condition):
-        raise TypeError(
-            "A rule condition must be a layer class, a tuple of classes or a callable "
-            f"condition(layer) / condition(node, graph). Received: {condition!r}"
-        )
-    try:
-        n_args = len(inspect.signature(condition).parameters)
-    except (TypeError, ValueError):
-        n_args = 2
-    if n_args == 1:
-        return lambda node, graph: isinstance(node.layer, KERNEL_LAYERS) and bool(condition(node.layer))
-    return lambda node, graph: isinstance(node.layer, KERNEL_LAYERS) and bool(condition(node, graph))
+    """A user condition (see :func:`~keras_patterns.graph.layers.as_condition`) restricted to
+    kernel layers."""
+    return node_condition(as_condition(condition, restrict_to=KERNEL_LAYERS))
 
 
 def _is_pair_list(rule):
@@ -214,13 +186,7 @@ class LRP(ReverseAnalyzer):
                 "`until_layer_idx` needs `until_layer_rule`. Received: until_layer_idx="
                 f"{until_layer_idx!r}, until_layer_rule=None"
             )
-        if until_layer_idx is not None and (
-            isinstance(until_layer_idx, bool) or not isinstance(until_layer_idx, (int, np.integer))
-            or until_layer_idx < 0
-        ):
-            raise ValueError(
-                f"`until_layer_idx` must be an int >= 0. Received: until_layer_idx={until_layer_idx!r}"
-            )
+        until_layer_idx = validation.non_negative_int("until_layer_idx", until_layer_idx, allow_none=True)
         if method is not None and not isinstance(method, Method):
             raise TypeError(f"`method` must be a keras_patterns Method. Received: {type(method).__name__}")
         pairs = []
@@ -232,7 +198,7 @@ class LRP(ReverseAnalyzer):
                 pairs.append((_until_condition(model, int(until_layer_idx)), until))
         pairs += _kernel_rules(rule)
         bn_rule = R.Z if bn_layer_rule is None else R.get_rule(bn_layer_rule, "bn_layer_rule")
-        pairs += [(NORMALIZATION, bn_rule), (Z_LAYERS, R.Z_NONKERNEL), (ACTIVATIONS, IDENTITY)]
+        pairs += [(BATCH_NORMALIZATION, bn_rule), (Z_LAYERS, R.Z_NONKERNEL), (ACTIVATIONS, IDENTITY)]
         base = LRP_METHOD if method is None else method
         # The analyzer's method: its arguments as rules, before the base method's own.
         self.method = base.replace(rules=tuple(pairs) + base.rules)

@@ -22,18 +22,12 @@ ig_pattern.fit(x_train)                 # fits the inner analyzer's patterns
 import numpy as np
 import tensorflow as tf
 
+from keras_patterns import validation
 from keras_patterns.analyzers.base import Analyzer, ReverseAnalyzer
-from keras_patterns.errors import NotFittedError
 from keras_patterns.registry import create_analyzer, register, register_preset
 
 #: Arguments that configure the inner analyzer's graph; forwarded when the wrapper builds it.
 _INNER_OPTIONS = ("disable_model_checks", "allow_lambda_layers", "canonizers", "layer_map")
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
-    return int(value)
 
 
 class Wrapper(Analyzer):
@@ -107,11 +101,13 @@ class Wrapper(Analyzer):
         self.inner.fit(*args, **kwargs)
         return self
 
-    def _state_arrays(self):
-        return self.inner._state_arrays()
+    def get_state(self):
+        """The inner analyzer's state (its patterns, for PatternNet/PatternAttribution)."""
+        return self.inner.get_state()
 
-    def _load_state_arrays(self, arrays):
-        self.inner._load_state_arrays(arrays)
+    def set_state(self, state):
+        """Restores the inner analyzer's state (see :meth:`get_state`)."""
+        self.inner.set_state(state)
 
     def _check_ready(self):
         self.inner._check_ready()
@@ -236,15 +232,10 @@ class SmoothGrad(Wrapper):
 
     def __init__(self, model_or_analyzer, augment_by_n=64, noise_scale=1.0, postprocess=None, seed=None,
                  reduce="mean", **kwargs):
-        self.n = _positive_int("augment_by_n", augment_by_n)
-        if not (np.isscalar(noise_scale) and np.isfinite(noise_scale) and noise_scale >= 0):
-            raise ValueError(f"`noise_scale` must be a finite number >= 0. Received: noise_scale={noise_scale!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
-        if reduce not in _REDUCTIONS:
-            raise ValueError(f"`reduce` must be one of {list(_REDUCTIONS)}. Received: reduce={reduce!r}")
-        self.noise_scale = float(noise_scale)
-        self.seed = seed
+        self.n = validation.positive_int("augment_by_n", augment_by_n)
+        self.noise_scale = validation.finite_number("noise_scale", noise_scale, minimum=0)
+        self.seed = validation.integer("seed", seed, allow_none=True)
+        reduce = validation.one_of("reduce", reduce, _REDUCTIONS)
         self.reduce = reduce
         super().__init__(model_or_analyzer, postprocess=postprocess, **kwargs)
         if reduce != "mean":  # squared and variance maps are magnitudes, not signals
@@ -325,7 +316,7 @@ class IntegratedGradients(Wrapper):
     multiplies_by_input = True
 
     def __init__(self, model_or_analyzer, steps=64, reference_inputs=0, postprocess=None, **kwargs):
-        self.n = _positive_int("steps", steps)
+        self.n = validation.positive_int("steps", steps)
         super().__init__(model_or_analyzer, postprocess=postprocess, **kwargs)
         self.output_kind = "attribution"
         self.multiplies_by_input = True

@@ -1,7 +1,7 @@
 """Canonizer: fold BatchNormalization into the preceding kernel layer."""
 
 from keras_patterns.canonizers.clone import config_clone
-from keras_patterns.graph.layers import KERNEL_LAYERS, NORMALIZATION, activation_name
+from keras_patterns.graph.layers import BATCH_NORMALIZATION, KERNEL_LAYERS, activation_name
 from keras_patterns.linear import batchnorm_scale_offset, channels_last, linear_fn, node_params
 
 
@@ -39,7 +39,7 @@ def fold_batchnorm(graph):
     graph = graph.copy()
     removed = set()
     for bn_node in list(graph.nodes):
-        if not isinstance(bn_node.layer, NORMALIZATION):
+        if not isinstance(bn_node.layer, BATCH_NORMALIZATION):
             continue
         producer = _foldable(graph, bn_node)
         if producer is None:

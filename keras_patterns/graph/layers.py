@@ -1,4 +1,11 @@
-"""Layer classification: which layers carry kernels, which are activations, which are supported."""
+"""Layer groups and rule conditions, in one place.
+
+Every tuple of layer classes the package tests against lives here, named for what it holds;
+:func:`as_condition` turns what users and methods write as a rule condition into one callable.
+"""
+
+import functools
+import inspect
 
 import keras
 
@@ -28,7 +35,9 @@ NOISE_AND_DROPOUT = (
 )
 MERGE = (L.Add, L.Subtract, L.Average, L.Concatenate)
 ACTIVATIONS = (L.Activation, L.ReLU, L.LeakyReLU)
-NORMALIZATION = (L.BatchNormalization,)
+#: BatchNormalization only (folded into the preceding kernel layer where possible). Other
+#: normalizations (LayerNormalization, GroupNormalization) normalise per sample and are not in it.
+BATCH_NORMALIZATION = (L.BatchNormalization,)
 PREPROCESSING = (L.Rescaling, L.Normalization)
 EMBEDDING = (L.Embedding,)
 
@@ -36,8 +45,124 @@ EMBEDDING = (L.Embedding,)
 SUPPORTED_LAYERS = (
     KERNEL_LAYERS + SEPARABLE + MAX_POOLING + AVERAGE_POOLING + GLOBAL_MAX_POOLING
     + GLOBAL_AVERAGE_POOLING + RESHAPING + PADDING_CROPPING + UPSAMPLING + NOISE_AND_DROPOUT
-    + MERGE + ACTIVATIONS + NORMALIZATION + PREPROCESSING + EMBEDDING + (L.InputLayer, L.Identity)
+    + MERGE + ACTIVATIONS + BATCH_NORMALIZATION + PREPROCESSING + EMBEDDING + (L.InputLayer, L.Identity)
 )
+
+#: Convolution-like kernel layers (iNNvestigate's ``is_conv_layer``; SeparableConv is split into
+#: a depthwise and a pointwise convolution by the canonizer).
+CONV_LIKE = CONV + DEPTHWISE
+#: Linear layers without kernels that LRP treats by the proportional Z rule.
+Z_LAYERS = AVERAGE_POOLING + GLOBAL_AVERAGE_POOLING + (L.Add, L.Subtract, L.Average) + PREPROCESSING
+#: Layers that move or keep values without mixing them (reshaping, zero padding, inactive
+#: dropout/noise, Identity): looked through when deciding whether a kernel layer sees the model
+#: input. iNNvestigate uses Flatten/Permute/Reshape.
+TRANSPARENT = RESHAPING + (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D) + NOISE_AND_DROPOUT + (
+    L.Identity,
+)
+#: Shape-preserving layers applied after a kernel layer's output that the pattern statistics'
+#: mask search walks through.
+MASK_PASS_THROUGH = NOISE_AND_DROPOUT + BATCH_NORMALIZATION + (L.Add, L.Identity)
+
+
+# ------------------------------------------------------------------------------------ conditions
+class node_condition:  # noqa: N801 (used as a decorator, named like one)
+    """Marks a predicate as ``condition(node, graph) -> bool`` for :func:`as_condition`.
+
+    A plain predicate receives the layer, ``condition(layer)``; a predicate that needs the
+    graph (e.g. "a kernel layer that sees the model input") is written on ``(node, graph)`` and
+    marked with this decorator. ``node`` is a :class:`~keras_patterns.graph.walker.Node`
+    (``node.layer``, ``node.name``, ``node.inputs``) of the canonized ``graph``.
+
+    Example:
+
+    ```python
+    from keras_patterns.graph.layers import node_condition
+
+    @node_condition
+    def first_dense(node, graph):
+        return node.layer is graph.nodes[0].layer
+
+    kp.create_analyzer("lrp", model, rule=[(first_dense, "ZPlus"), (keras.layers.Dense, "Epsilon")])
+    ```
+    """
+
+    def __init__(self, fn):
+        if not callable(fn):
+            raise TypeError(f"`node_condition` needs a callable f(node, graph). Received: {fn!r}")
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, node, graph):
+        return self.fn(node, graph)
+
+    def __repr__(self):
+        return f"node_condition({self.fn!r})"
+
+
+def _is_class_condition(condition):
+    return isinstance(condition, type) or (
+        isinstance(condition, tuple) and condition and all(isinstance(c, type) for c in condition)
+    )
+
+
+def _takes_node_and_graph(fn):
+    """Compatibility with conditions written before :class:`node_condition`: an unmarked callable
+    that requires two positional arguments is read as ``condition(node, graph)``."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: a layer predicate
+        return False
+    required = [p for p in params if p.default is p.empty
+                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(required) >= 2
+
+
+def as_condition(condition, restrict_to=None):
+    """Turns a rule condition into one callable ``condition(node, graph) -> bool``.
+
+    The convention (docs/lrp.md):
+
+    * a layer class or a non-empty tuple of classes matches layers of those classes;
+    * a callable is a layer predicate, called as ``condition(layer)``;
+    * a callable marked with :class:`node_condition` is called as ``condition(node, graph)``
+      (for compatibility, an unmarked callable that requires two positional arguments is read
+      the same way).
+
+    Args:
+        condition: a class, a tuple of classes, or a predicate as above.
+        restrict_to: a tuple of layer classes the condition is limited to (e.g.
+            :data:`KERNEL_LAYERS`), or None. Defaults to `None`.
+
+    Returns:
+        A function ``f(node, graph) -> bool``.
+
+    Raises:
+        TypeError: for anything else (an empty tuple, a string, an instance).
+
+    Example:
+
+    ```python
+    match = as_condition(lambda layer: layer.name.startswith("block1"), restrict_to=KERNEL_LAYERS)
+    match(node, graph)     # True for the kernel layers of block 1
+    ```
+    """
+    if _is_class_condition(condition):
+        def match(node, graph):
+            return isinstance(node.layer, condition)
+    elif isinstance(condition, node_condition) or (callable(condition) and _takes_node_and_graph(condition)):
+        def match(node, graph):
+            return bool(condition(node, graph))
+    elif callable(condition):
+        def match(node, graph):
+            return bool(condition(node.layer))
+    else:
+        raise TypeError(
+            "A rule condition must be a layer class, a tuple of classes or a callable "
+            f"condition(layer) / condition(node, graph). Received: {condition!r}"
+        )
+    if restrict_to is None:
+        return match
+    return lambda node, graph: isinstance(node.layer, restrict_to) and match(node, graph)
 
 
 def activation_name(activation):

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_patterns import validation
 from keras_patterns.errors import NonFiniteDataError
 from keras_patterns.graph import _keras_internals as ki
 from keras_patterns._warnings import user_stacklevel
@@ -28,20 +29,6 @@ EXPECTED = (
     "a NumPy array (or list/dict of arrays), a tf.data.Dataset, a keras.utils.PyDataset or a Python "
     "generator yielding x, (x, y) or (x, y, sample_weight)"
 )
-
-
-def check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
-        raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}")
-    return int(batch_size)
-
-
-def check_steps(steps):
-    if steps is None:
-        return None
-    if isinstance(steps, bool) or not (isinstance(steps, (int, np.integer)) and steps > 0):
-        raise ValueError(f"`steps` must be None or a positive int. Received: steps={steps!r}")
-    return int(steps)
 
 
 def split_x(element):
@@ -108,8 +95,8 @@ def batches(data, batch_size=32, steps=None):
         TypeError: for data of an unsupported kind.
         ValueError: for a bad ``batch_size``/``steps``, an endless PyDataset without ``steps``.
     """
-    batch_size = check_batch_size(batch_size)
-    steps = check_steps(steps)
+    batch_size = validation.positive_int("batch_size", batch_size)
+    steps = validation.positive_int("steps", steps, allow_none=True)
     if _is_array_like(data):
         it, n, _ = _array_batches(data, batch_size)
         return _limit(it, steps), (n if steps is None else min(n, steps))
@@ -180,15 +167,6 @@ PassSummary = collections.namedtuple("PassSummary", ["batches", "samples", "skip
 _LISTED = 10
 
 
-def _input_arrays(x):
-    """The arrays of one batch of model inputs (a list or dict of them for several inputs)."""
-    if isinstance(x, dict):
-        return list(x.values())
-    if isinstance(x, (list, tuple)):
-        return list(x)
-    return [x]
-
-
 def _float_view(array):
     """``array`` as a NumPy array if it holds floats, else None (integer, bool, string inputs).
 
@@ -237,33 +215,9 @@ def _nonfinite_error(batch, rows, first_sample, arrays):
     )
 
 
-def _check_same_length(arrays):
-    lengths = [int(np.shape(a)[0]) for a in arrays if len(np.shape(a))]
-    if len(set(lengths)) > 1:
-        raise ValueError(
-            f"All inputs of a batch must have the same number of samples. Received: batch sizes {lengths}"
-        )
-
-
 def _batch_length(arrays):
     shape = np.shape(arrays[0]) if arrays else ()
     return int(shape[0]) if len(shape) else 0
-
-
-def _check_verbose(verbose):
-    if verbose == "auto":
-        verbose = 1
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-        raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
-    return verbose
-
-
-def _check_skip_nonfinite(skip_nonfinite):
-    if not isinstance(skip_nonfinite, (bool, np.bool_)):
-        raise ValueError(
-            f"`skip_nonfinite` must be True or False. Received: skip_nonfinite={skip_nonfinite!r}"
-        )
-    return bool(skip_nonfinite)
 
 
 def _check_summary(summary, data, read, steps):
@@ -342,16 +296,17 @@ def run_pass(stats, data, batch_size=32, steps=None, verbose="auto", skip_nonfin
     summary.skipped          # samples left out for NaN/Inf
     ```
     """
-    verbose = _check_verbose(verbose)
-    skip_nonfinite = _check_skip_nonfinite(skip_nonfinite)
+    verbose = validation.one_of("verbose", verbose, ("auto", 0, 1, 2))
+    verbose = 1 if verbose == "auto" else verbose
+    skip_nonfinite = validation.boolean("skip_nonfinite", skip_nonfinite)
     it, total = batches(data, batch_size, steps)
     bar = _Progbar(total, verbose=verbose, unit_name="step") if verbose else None
     seen = samples = read = skipped = skipped_batches = 0
     for x in it:
-        arrays = _input_arrays(x)
-        _check_same_length(arrays)
+        arrays = validation.input_list(x, stats.graph.input_names)
+        validation.check_batch_sizes([int(np.shape(a)[0]) for a in arrays if np.ndim(a)])
         n = _batch_length(arrays)
-        finite = stats.update_state_finite(x)
+        finite = stats.update_state_finite(arrays)
         rows = np.flatnonzero(~finite)
         if len(rows):
             if not skip_nonfinite:

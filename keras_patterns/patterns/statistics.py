@@ -29,13 +29,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_patterns import validation
 from keras_patterns.errors import NotFittedError
 from keras_patterns.graph.layers import (
     DENSE,
     DEPTHWISE,
     KERNEL_LAYERS,
-    NOISE_AND_DROPOUT,
-    NORMALIZATION,
+    MASK_PASS_THROUGH,
     layer_activation,
 )
 from keras_patterns.linear import apply_kernel, channels_last, node_params
@@ -44,8 +44,6 @@ from keras_patterns.patterns.estimators import (
     pattern_from_statistics,
 )
 
-#: Layers the mask search walks through (shape-preserving, applied after the kernel layer's output).
-_PASS_THROUGH = NOISE_AND_DROPOUT + NORMALIZATION + (keras.layers.Add, keras.layers.Identity)
 
 
 def mask_source(graph, node):
@@ -80,7 +78,7 @@ def mask_source(graph, node):
             return own
         if layer_activation(nxt.layer) != "linear":
             return nxt.outputs[0]
-        if isinstance(nxt.layer, _PASS_THROUGH) or (
+        if isinstance(nxt.layer, MASK_PASS_THROUGH) or (
             isinstance(nxt.layer, keras.layers.Activation) and layer_activation(nxt.layer) == "linear"
         ):
             cur = nxt.outputs[0]
@@ -288,28 +286,18 @@ class PatternStatistics:
         return finite
 
     def _to_inputs(self, x):
-        if isinstance(x, dict):
-            x = [x[n] for n in self.graph.input_names]
-        elif not isinstance(x, (list, tuple)):
-            x = [x]
-        if len(x) != len(self._specs):
-            raise ValueError(
-                f"The model has {len(self._specs)} input(s) {self.graph.input_names}; expected a list "
-                f"of {len(self._specs)} batches. Received: {len(x)}"
-            )
+        names = self.graph.input_names
         out = []
-        for i, (xi, spec) in enumerate(zip(x, self._specs)):
+        for i, (xi, spec) in enumerate(zip(validation.input_list(x, names), self._specs)):
             t = tf.convert_to_tensor(xi)
+            if not (t.dtype.is_floating or t.dtype.is_integer or t.dtype.is_bool):
+                raise validation.non_numeric_error(i, t.dtype.name)
             if t.dtype != spec.dtype:
                 t = tf.cast(t, spec.dtype)
-            if t.shape.rank != spec.shape.rank or not spec.shape.is_compatible_with(t.shape):
-                hint = ""
-                if t.shape.rank == spec.shape.rank - 1:
-                    hint = " (an unbatched tf.data.Dataset? call .batch(batch_size) on it)"
-                raise ValueError(
-                    f"Input {i} ({self.graph.input_names[i]}) batches must have shape "
-                    f"{('batch',) + tuple(spec.shape[1:])}. Received: shape {tuple(t.shape)}{hint}"
-                )
+            hint = ""
+            if t.shape.rank == spec.shape.rank - 1:
+                hint = " (an unbatched tf.data.Dataset? call .batch(batch_size) on it)"
+            validation.check_input_shape(i, names[i], tuple(spec.shape), tuple(t.shape), hint)
             out.append(t)
         return out
 

@@ -17,7 +17,7 @@ like iNNvestigate, the stabiliser is only added where the denominator is exactly
 import numpy as np
 import tensorflow as tf
 
-from keras_patterns.graph.layers import KERNEL_LAYERS, NORMALIZATION
+from keras_patterns.graph.layers import BATCH_NORMALIZATION, KERNEL_LAYERS
 from keras_patterns.linear import add_bias, apply_kernel, batchnorm_scale_offset, node_params
 from keras_patterns.rules.base import Rule
 
@@ -59,7 +59,7 @@ class LinearView:
     def __init__(self, node):
         layer = node.layer
         self.layer = layer
-        self.is_bn = isinstance(layer, NORMALIZATION)
+        self.is_bn = isinstance(layer, BATCH_NORMALIZATION)
         if isinstance(layer, KERNEL_LAYERS):
             params = node_params(node)
             self.kernel = params.kernel()
