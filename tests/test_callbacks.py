@@ -12,18 +12,13 @@ import tensorflow as tf
 import keras_patterns as kp
 from keras_patterns.datasets import make_shapes
 
+import builders
+
 SIZE = 12
 
 
 def _model(softmax=True):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((SIZE, SIZE, 1)),
-        keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(3, activation="softmax" if softmax else None),
-    ])
+    model = builders.small_cnn((SIZE, SIZE, 1), 4, 3, head="softmax" if softmax else None, seed=0)
     model.compile(keras.optimizers.Adam(0.05),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax))
     return model

@@ -4,11 +4,12 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 
 from keras_patterns.cli import main
+
+import builders
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -17,11 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     rng = np.random.default_rng(0)
-    img = keras.Sequential([
-        keras.Input((6, 6, 1)), keras.layers.Conv2D(3, 3, activation="relu"), keras.layers.Flatten(),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
-    mlp = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(3)])
+    img = builders.small_cnn((6, 6, 1), 3, 10, pool=None, head="softmax")
+    mlp = builders.mlp((5, 4, 3))
     img.save(d / "img.keras")
     mlp.save(d / "mlp.keras")
     np.save(d / "x_img.npy", rng.normal(size=(4, 6, 6, 1)).astype("float32"))
@@ -128,3 +126,118 @@ def test_set_values_are_json(files, capsys):
 
     assert _parse_sets(["a=1", "b=[1, 2]", "c=true", "d=relu", "e=1e-3"]) == {
         "a": 1, "b": [1, 2], "c": True, "d": "relu", "e": 1e-3}
+
+
+# ------------------------------------------------------------------------- results and more errors
+def test_demo_command_forwards_its_arguments(monkeypatch, tmp_path):
+    import keras_patterns.demo as demo
+
+    calls = []
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: calls.append((a, k)))
+    assert main(["demo", "--out", str(tmp_path / "d"), "--epochs", "2", "--n-train", "64"]) == 0
+    assert calls == [((str(tmp_path / "d"),), {"n_train": 64, "epochs": 2})]
+    calls.clear()
+    assert main(["demo"]) == 0  # the defaults of the command are run_demo's
+    assert calls == [(("demo_out",), {"n_train": 3000, "epochs": 4})]
+
+
+def test_analyze_gradient_equals_a_numpy_replica(files, capsys):
+    """gradient of output 1 of Dense(4, relu) -> Dense(3): W1[:, active] @ W2[active, 1] per sample."""
+    import keras
+
+    out = os.path.join(files["dir"], "g.npy")
+    assert main(["analyze", files["mlp.keras"], files["x_mlp.npy"], "--method", "gradient",
+                 "--index", "1", "-o", out]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out} ((3, 5))"
+    model = keras.models.load_model(files["mlp.keras"])
+    (w1, b1), (w2, _) = [[w.astype("float64") for w in layer.get_weights()] for layer in model.layers]
+    x = np.load(files["x_mlp.npy"]).astype("float64")
+    active = (x @ w1 + b1 > 0).astype("float64")  # (3, 4)
+    expected = (active * w2[:, 1]) @ w1.T
+    # float32 sums of 4 products: at most ~4 * 2^-23 * max|w1| * max|w2| (measured 2.3e-8 of 6.4e-7)
+    np.testing.assert_allclose(np.load(out), expected, rtol=0, atol=1e-6 * np.abs(w1).max() * np.abs(w2).max())
+
+
+def test_analyze_strips_the_softmax_and_writes_one_array_per_input(files, capsys):
+    import keras
+
+    import keras_patterns as kp
+
+    out = os.path.join(files["dir"], "eps")  # no suffix: refused, --out must be .npz/.npy
+    _error(capsys, ["analyze", files["img.keras"], files["x_img.npy"], "--method", "lrp.epsilon",
+                    "-o", out], 2)
+    out += ".npz"
+    assert main(["analyze", files["img.keras"], files["x_img.npy"], "--method", "lrp.epsilon",
+                 "--set", "epsilon=0.25", "--batch-size", "3", "-o", out]) == 0
+    logits = kp.model_wo_softmax(keras.models.load_model(files["img.keras"]))
+    expected = kp.create_analyzer("lrp.epsilon", logits, epsilon=0.25).analyze(np.load(files["x_img.npy"]))
+    with np.load(out) as z:
+        assert len(z.files) == 1
+        np.testing.assert_allclose(z[z.files[0]], expected, rtol=1e-6, atol=1e-7)
+
+
+def test_png_grid_size(files, capsys, tmp_path):
+    png = str(tmp_path / "g.png")
+    assert main(["analyze", files["img.keras"], files["x_img.npy"], "--method", "gradient",
+                 "-o", str(tmp_path / "g.npz"), "--png", png]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"and {png}")
+    import matplotlib.image
+
+    # 4 images x (input, map): 2 cells of 1.6 in + 0.1 in of margins wide; 4 cells + one title
+    # line (0.15 + 0.05 in) + 0.05 in high; 100 dpi
+    shape = matplotlib.image.imread(png).shape
+    assert abs(shape[1] - 100 * (2 * 1.6 + 0.1)) <= 1 and abs(shape[0] - 100 * (4 * 1.6 + 0.25)) <= 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-size", "0"], "--batch-size must be a positive integer, received 0"),
+    (["--index", "-1"], "--index must be >= 0, received -1"),
+    (["--key", "x"], "--key is only for .npz files"),
+    (["--set", "neuron_selection_mode=max_activation", "--index", "1"],
+     "--index needs neuron_selection_mode='index'"),
+    (["--method", "pattern.net"], "pattern.net needs --fit-data"),
+])
+def test_analyze_usage_errors(files, capsys, argv, message):
+    out = os.path.join(files["dir"], "never.npz")
+    base = ["analyze", files["img.keras"], files["x_img.npy"], "-o", out]
+    if "--method" not in argv:
+        base += ["--method", "gradient"]
+    err = _error(capsys, base + argv, 2)
+    assert message in err
+    assert not os.path.exists(out)
+
+
+def test_data_file_errors(files, capsys, tmp_path):
+    strings = tmp_path / "s.npy"
+    np.save(strings, np.array(["a", "b"]))
+    garbage = tmp_path / "g.npy"
+    garbage.write_bytes(b"not an array")
+    several = tmp_path / "several.npz"
+    np.savez(several, x=np.zeros((2, 5), "float32"), y=np.ones(2))
+    out = str(tmp_path / "o.npz")
+    cases = [
+        ([str(strings)], "must hold numbers, received dtype <U1"),
+        ([str(garbage)], "cannot read inputs file"),
+        ([files["two.npz"], "--key", "c"], "has no array 'c'; it holds ['a', 'b']"),
+        ([str(tmp_path / "x.csv")], "does not exist"),
+    ]
+    for inputs, message in cases:
+        err = _error(capsys, ["analyze", files["mlp.keras"], *inputs, "--method", "gradient", "-o", out], 2)
+        assert message in err, err
+    # several arrays, one named x: x is taken
+    assert main(["analyze", files["mlp.keras"], str(several), "--method", "gradient", "-o", out]) == 0
+    with np.load(out) as z:
+        assert z[z.files[0]].shape == (2, 5)
+
+
+def test_fit_errors(files, capsys, tmp_path):
+    kpa = str(tmp_path / "a.kpa")
+    err = _error(capsys, ["fit", files["img.keras"], files["fit_img.npz"], "-o", kpa, "--method", "gradient"], 2)
+    assert "method 'gradient' needs no fitting" in err
+    err = _error(capsys, ["fit", files["img.keras"], files["fit_img.npz"], "-o", kpa, "--steps", "0"], 2)
+    assert "--steps must be a positive integer, received 0" in err
+    assert not os.path.exists(kpa)
+    assert main(["fit", files["img.keras"], files["fit_img.npz"], "-o", kpa, "--method", "pattern.net"]) == 0
+    err = _error(capsys, ["analyze", kpa, files["x_img.npy"], "--method", "gradient",
+                          "-o", str(tmp_path / "o.npz")], 2)
+    assert "holds a 'pattern.net' analyzer; received --method 'gradient'" in err

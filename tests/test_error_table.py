@@ -13,19 +13,19 @@ from keras import layers as L
 import keras_patterns as kp
 from keras_patterns.analyzers.registry import register
 
+import builders
+
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 
 
 @pytest.fixture(scope="module")
 def mlp():
-    keras.utils.set_random_seed(0)
-    return keras.Sequential([keras.Input((4,)), L.Dense(5, activation="relu", name="d1"), L.Dense(3, name="d2")])
+    return builders.mlp((4, 5, 3), names=("d1", "d2"), seed=0)
 
 
 @pytest.fixture(scope="module")
 def two_inputs():
-    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
-    return keras.Model([a, b], L.Dense(2)(L.Concatenate()([a, b])))
+    return builders.two_inputs()
 
 
 def test_softmax_inside_the_model():

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_patterns as kp
+import builders
 import zoo
 
 
@@ -51,11 +52,7 @@ def test_gradient_equals_gradient_tape_applications(model_name):
 
 
 def _mlp():
-    keras.utils.set_random_seed(3)
-    model = keras.Sequential([
-        keras.Input((5,)), keras.layers.Dense(7, activation="relu"),
-        keras.layers.Dense(6, activation="relu"), keras.layers.Dense(3),
-    ])
+    model = builders.mlp((5, 7, 6, 3), seed=3)
     (w1, b1), (w2, b2), (w3, b3) = [model.layers[i].get_weights() for i in range(3)]
     return model, [(w1, b1), (w2, b2), (w3, b3)]
 

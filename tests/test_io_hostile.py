@@ -18,13 +18,14 @@ import pytest
 import keras_patterns as kp
 from keras_patterns import io as kp_io
 
+import builders
+
 X = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
 MEMBERS = ("config.json", "state.npz", "model.keras")
 
 
 def _tiny_model():
-    layers = [keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2)]
-    return keras.Sequential(layers)
+    return builders.mlp((4, 3, 2))
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ analyzer warns once that its patterns are outdated.
 
 import warnings
 
-import keras
 import numpy as np
 import pytest
 
 import keras_patterns as kp
+import builders
 import zoo
 from test_contract import perturb_weights
 
@@ -33,11 +33,7 @@ def test_outdated_patterns_warn_once_until_refitted():
 
 
 def test_model_wo_softmax_follows_the_weights():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((6,)), keras.layers.Dense(5, activation="relu"),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
+    model = builders.mlp((6, 5, 3), head="softmax", seed=0)
     logits = kp.model_wo_softmax(model)
     x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
     perturb_weights(model, x)

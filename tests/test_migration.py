@@ -8,11 +8,12 @@ import pytest
 
 import keras_patterns as kp
 
+import builders
+
 
 @pytest.fixture(scope="module")
 def mlp():
-    return keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(3)],
-                            name="mlp")
+    return builders.mlp((5, 4, 3), name="mlp")
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ import pytest
 from keras import layers as L
 
 import keras_patterns as kp
+import builders
 import zoo
 from keras_patterns.patterns.statistics import PatternStatistics
 from test_contract import EXPECTED_REFUSALS, EXTRA_KWARGS, _lookup
@@ -47,9 +48,7 @@ def convbn():
 
 
 def dense():
-    return keras.Sequential([
-        keras.Input((10,)), L.Dense(16, activation="relu"), L.Dense(8, activation="relu"), L.Dense(3),
-    ], name="dense")
+    return builders.mlp((10, 16, 8, 3), name="dense")
 
 
 BUILDERS = {"convbn": convbn, "dense": dense, "residual": zoo.residual}

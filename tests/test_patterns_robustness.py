@@ -17,6 +17,8 @@ from keras_patterns.patterns.estimators import pattern_from_statistics
 from keras_patterns.patterns.statistics import PatternStatistics
 from pattern_replica import conv_patches, replica_pattern
 
+import builders
+
 L = keras.layers
 #: Unit roundoff of float32 and float64.
 U32, U64 = 2.0 ** -24, 2.0 ** -53
@@ -393,8 +395,7 @@ def test_skip_nonfinite_leaves_the_samples_out_and_counts_them(small):
 
 
 def test_nonfinite_values_in_a_second_input_are_found():
-    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
-    model = keras.Model([a, b], L.Dense(2)(L.Concatenate()([a, b])))
+    model = builders.two_inputs()
     xa = np.ones((10, 3), "float32")
     xb = np.ones((10, 2), "float32")
     xb[7, 0] = np.inf

@@ -12,6 +12,8 @@ from keras_patterns import selection
 from keras_patterns.canonizers import canonize
 from keras_patterns.graph import walk
 
+import builders
+
 floats = st.floats(-3, 3, allow_nan=False, width=32)
 positive = st.floats(0.0625, 4, allow_nan=False, width=32)
 
@@ -38,10 +40,7 @@ def test_batchnorm_folding_is_exact_for_any_statistics(kernel, bias, gamma, beta
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * max(1.0, np.abs(expected).max()))
 
 
-MLP = keras.Sequential([
-    keras.Input((4,)), keras.layers.Dense(5, activation="relu", use_bias=False),
-    keras.layers.Dense(3, use_bias=False),
-])
+MLP = builders.mlp((4, 5, 3), use_bias=False)
 
 
 @settings(max_examples=25, deadline=None)

@@ -110,3 +110,95 @@ def test_plot_grid_rows_of_pictures_still_works(tmp_path):
     assert matplotlib.image.imread(path).shape[2] in (3, 4)
     with pytest.raises(ValueError, match="at least one method"):
         vis.plot_grid({})
+
+
+# ------------------------------------------------------------------------------- more by hand
+def test_normalize_symmetric_by_hand():
+    a = np.array([[[-4.0], [1.0], [2.0]]])  # (1, 3, 1): one map
+    np.testing.assert_array_equal(vis.normalize_symmetric(a), [[-1.0, 0.25, 0.5]])
+    # clip at the median of |a| (2) first, then scale by 2
+    np.testing.assert_array_equal(vis.normalize_symmetric(a, clip_quantile=0.5), [[-1.0, 0.5, 1.0]])
+    batch = np.stack([a, 0 * a, -3 * a])  # per map; the all-zero map stays 0
+    np.testing.assert_array_equal(vis.normalize_symmetric(batch),
+                                  [[[-1.0, 0.25, 0.5]], [[0.0, 0.0, 0.0]], [[1.0, -0.25, -0.5]]])
+    two = np.array([[[1.0, -3.0], [2.0, 2.0]]])  # (1, 2, 2): channels summed, then abs-max
+    np.testing.assert_array_equal(vis.normalize_symmetric(two), [[-0.5, 1.0]])
+    np.testing.assert_array_equal(vis.normalize_symmetric(two, reduce="abs_sum"), [[1.0, 1.0]])
+    np.testing.assert_array_equal(vis.graymap(two, reduce="max_abs")[..., 0], [[1.0, 2 / 3]])
+
+
+def test_to_image_by_hand():
+    np.testing.assert_array_equal(vis.to_image(np.array([[1.0, 3.0]])), [[[0.0] * 3, [1.0] * 3]])  # (H, W)
+    rgb = np.array([[[0.0, 2.0, 4.0], [4.0, 4.0, 4.0]]])  # (1, 2, 3): one min-max over all channels
+    np.testing.assert_array_equal(vis.to_image(rgb), rgb / 4)
+    two = np.array([[[[1.0, 1.0], [3.0, -1.0], [0.0, 0.0]]]])  # (1, 1, 3, 2): channels summed to gray
+    np.testing.assert_array_equal(vis.to_image(two)[0, 0, :, 0], [1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(vis.to_image(np.full((2, 2, 2, 1), 7.0)), np.zeros((2, 2, 2, 3)))
+    assert vis.signal_image is vis.project
+    np.testing.assert_array_equal(vis.project(np.array([[0.0, -1.0, 4.0]])), [[0.5, 0.375, 1.0]])
+
+
+def test_render_signal_with_two_channels_by_hand():
+    maps = np.array([[[[1.0, 1.0], [-1.0, -3.0]]]])  # (1, 1, 2, 2): sums 2 and -4
+    expected = np.repeat(np.array([[[0.75, 0.0]]])[..., None], 3, axis=-1)  # x / (2 * 4) + 1/2
+    np.testing.assert_array_equal(vis.render(maps, "signal"), expected)
+    rgb_maps = np.array([[[[1.0, -2.0, 0.0]]]])  # three channels: projected as they are
+    np.testing.assert_array_equal(vis.render(rgb_maps, "signal"), [[[[0.75, 0.0, 0.5]]]])
+
+
+def test_output_kind_of_instances_classes_and_unknowns(small_mlp):
+    analyzer = kp.create_analyzer("pattern.net", small_mlp)
+    assert vis.output_kind(analyzer) == vis.output_kind(type(analyzer)) == "signal"
+    assert vis.output_kind(kp.create_analyzer("lrp.z", small_mlp)) == "attribution"
+    assert vis.output_kind("no.such.method") == "attribution"
+
+    class Odd:
+        output_kind = "colour"
+
+    assert vis.output_kind(Odd) == "attribution"
+
+
+def test_overlay_refuses_other_spatial_shapes():
+    with pytest.raises(ValueError, match=r"same spatial shape. Received: maps \(1, 2, 2, 1\) and images "
+                                         r"\(1, 3, 3, 1\)"):
+        vis.overlay(np.ones((1, 2, 2, 1)), np.ones((1, 3, 3, 1)))
+
+
+def test_plot_grid_labels_and_kinds():
+    pos = np.ones((2, 4, 4, 1))
+    fig = vis.plot_grid({"gradient": pos}, kinds={"gradient": "signal"}, predicted=[1, 7],
+                        target=[0, 1], class_names=["cat", "dog"])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["#0\npred dog\ntrue cat", "#1\npred 7\ntrue dog", "gradient\n(signal)"]
+    assert len(fig.axes) == 1  # no colour bar unless asked
+    matplotlib.pyplot.close(fig)
+    fig = vis.plot_grid({"gradient": pos, "pattern.net": pos}, colorbar=True, titles=["a", "b"])
+    assert [t.get_text() for t in fig.axes[0].texts] == ["a", "b", "gradient\n(attribution)",
+                                                         "pattern.net\n(signal)"]
+    assert len(fig.axes) == 2  # the colour bar: one attribution row
+    matplotlib.pyplot.close(fig)
+
+
+def test_as_rgb_by_hand():
+    np.testing.assert_array_equal(vis._as_rgb(np.array([[2.0, 4.0]]))[..., 0], [[0.0, 1.0]])
+    np.testing.assert_array_equal(vis._as_rgb(np.array([[[-1.0, 0.5, 2.0]]])), [[[0.0, 0.5, 1.0]]])
+    np.testing.assert_array_equal(vis._as_rgb(np.full((2, 2, 1), 3.0)), np.zeros((2, 2, 3)))
+
+
+@pytest.mark.xfail(strict=True, reason="plot_grid places text by fixed margins: a long row label runs "
+                   "past the figure's left edge, and above small pictures (6x6, the CLI's --png) the "
+                   "column titles, offset by one gap in picture pixels, run past its top (both clipped "
+                   "in the PNG)")
+@pytest.mark.parametrize("size, row_labels", [
+    (24, ["vertical bar\n(pred horizontal bar)", "b"]),  # the demo's row labels
+    (6, None),
+])
+def test_plot_grid_text_stays_inside_the_figure(size, row_labels):
+    rows = [[np.zeros((size, size))] * 2] * 4
+    fig = vis.plot_grid(rows, row_labels=row_labels, col_labels=["input", "gradient"])
+    fig.canvas.draw()
+    box = fig.bbox
+    for text in fig.axes[0].texts:
+        extent = text.get_window_extent()
+        assert extent.x0 >= box.x0 and extent.y1 <= box.y1, (text.get_text(), extent, box)
+    matplotlib.pyplot.close(fig)
