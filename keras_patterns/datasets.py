@@ -25,12 +25,15 @@ def make_shapes(n=2000, size=24, seed=0, distractor=1.0, noise=0.1):
         alone (n, size, size, 1), the ground-truth signal.
 
     Raises:
-        ValueError: for ``size < 12`` or ``n < 0``.
+        ValueError: ``n`` not an int >= 0, ``size`` not an int >= 12, ``distractor`` or ``noise``
+            not a finite number >= 0.
     """
-    if size < 12:
-        raise ValueError(f"`size` must be at least 12. Received: size={size}")
-    if n < 0:
-        raise ValueError(f"`n` must be >= 0. Received: n={n}")
+    from keras_patterns import validation
+
+    n = validation.non_negative_int("n", n)
+    size = validation.integer("size", size, minimum=12)
+    distractor = validation.finite_number("distractor", distractor, minimum=0)
+    noise = validation.finite_number("noise", noise, minimum=0)
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 3, n).astype("int32")
     signal = np.zeros((n, size, size), "float32")

@@ -352,6 +352,15 @@ def _as_rgb(img):
     return np.repeat(((img - lo) / (span if span > 0 else 1.0))[..., None], 3, axis=-1)
 
 
+def _row_label_inches(row_labels):
+    """Width of the left margin: at least 1.2 in, more for long labels (8 pt text, at most
+    0.075 in per character, plus 4 pt of offset and a margin)."""
+    if row_labels is None:
+        return 0.05
+    longest = max([len(line) for t in row_labels for line in str(t).split("\n")] or [0])
+    return max(1.2, 0.075 * longest + 0.15)
+
+
 def _draw(images, row_labels, col_labels, path, cell, title, cbar_rows, dpi, cmap="seismic"):
     """Draws the grid as one mosaic image with text around it (one matplotlib Axes: fast)."""
     import matplotlib
@@ -372,17 +381,20 @@ def _draw(images, row_labels, col_labels, path, cell, title, cbar_rows, dpi, cma
             canvas[top:top + p.shape[0], left:left + p.shape[1]] = p
     n_title_lines = max([str(t).count("\n") + 1 for t in (col_labels or [])] or [0])
     top_in = 0.15 * n_title_lines + (0.35 if title else 0.05)
-    left_in = 1.2 if row_labels is not None else 0.05
+    left_in = _row_label_inches(row_labels)
     right_in = 0.7 if cbar_rows else 0.05
     fig_w, fig_h = cell * n_cols + left_in + right_in, cell * n_rows * h / w + top_in + 0.05
     fig = plt.figure(figsize=(fig_w, fig_h))
     ax = fig.add_axes([left_in / fig_w, 0.05 / fig_h, cell * n_cols / fig_w, cell * n_rows * h / w / fig_h])
     ax.imshow(canvas, interpolation="nearest", aspect="auto")
     ax.set_axis_off()
+    # Text offsets in points, not picture pixels: the same distance whatever the picture size.
+    above = matplotlib.transforms.offset_copy(ax.transData, fig=fig, y=2, units="points")
+    left_of = matplotlib.transforms.offset_copy(ax.transData, fig=fig, x=-4, units="points")
     for j, text in enumerate((col_labels or [])[:n_cols]):
-        ax.text(j * (w + gap) + w / 2, -gap, str(text), ha="center", va="bottom", fontsize=8)
+        ax.text(j * (w + gap) + w / 2, -0.5, str(text), ha="center", va="bottom", fontsize=8, transform=above)
     for i, text in enumerate((row_labels or [])[:n_rows]):
-        ax.text(-gap * 2, i * (h + gap) + h / 2, str(text), ha="right", va="center", fontsize=8)
+        ax.text(-0.5, i * (h + gap) + h / 2, str(text), ha="right", va="center", fontsize=8, transform=left_of)
     if cbar_rows:
         mappable = matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(-1, 1), cmap)
         bar_ax = fig.add_axes([(fig_w - right_in + 0.1) / fig_w, 0.05 / fig_h + 0.1 * cell * n_rows * h / w / fig_h,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from keras_patterns import visualization as vis
+from keras_patterns.datasets import CLASS_NAMES
 from keras_patterns.demo import METHODS, build_model, run_demo, toy_example
 
 N_TEST = 500  # run_demo's test set: make_shapes(500, seed=seed + 1)
@@ -57,9 +58,11 @@ def test_build_model_parameter_count():
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-6)  # softmax head
 
 
-def test_demo_kinds_agree_with_the_analyzers_output_kind():
-    kinds = {name: ("signal" if kind == "signal" else "attribution") for name, _, kind in METHODS}
-    assert kinds == {name: vis.output_kind(name) for name, _, _ in METHODS}
+def test_demo_draws_signals_by_the_analyzers_output_kind():
+    # The demo lists no kinds: each map is drawn by its analyzer's capability flag.
+    assert all(len(entry) == 2 for entry in METHODS)
+    assert {name for name, _ in METHODS if vis.output_kind(name) == "signal"} == {
+        "deconvnet", "guided_backprop", "pattern.net"}
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +79,13 @@ def test_quick_demo_writes_the_pictures(quick):
     result, _, out = quick
     assert result["files"] == [str(out / "demo_grid.png"), str(out / "toy_example.png")]
     grid = matplotlib.image.imread(result["files"][0])
-    # plot_grid: 2 rows x 13 columns (input, true signal, 11 methods) of 1.6 in at 100 dpi, 1.25 in
-    # of row labels and margins, one line of column titles (0.15 + 0.05 in) and 0.05 in below
+    # plot_grid: 2 rows x 13 columns (input, true signal, 11 methods) of 1.6 in at 100 dpi, the row
+    # labels' margin (1.2 in at least, 0.075 in per character of the longest label line plus 0.15 in
+    # at most), 0.05 in on the right, one line of column titles (0.15 + 0.05 in) and 0.05 in below
     columns = 2 + len(METHODS)
-    assert abs(grid.shape[1] - 100 * (1.6 * columns + 1.25)) <= 1
+    widest = vis._row_label_inches([f"x\n(pred {name})" for name in CLASS_NAMES])
+    margin = grid.shape[1] / 100 - 1.6 * columns - 0.05
+    assert 1.2 - 0.01 <= margin <= widest + 0.01
     assert abs(grid.shape[0] - 100 * (1.6 * 2 + 0.25)) <= 1
     assert matplotlib.image.imread(result["files"][1]).shape[:2] == (500, 500)
 
@@ -90,7 +96,7 @@ def test_quick_demo_numbers(quick):
     assert 0.0 <= accuracy <= 1.0
     assert abs(accuracy * N_TEST - round(accuracy * N_TEST)) < 1e-4  # a count of 500 test images
     assert f"test accuracy: {accuracy:.3f}" in text
-    assert list(result["seconds"]) == [name for name, _, _ in METHODS]
+    assert list(result["seconds"]) == [name for name, _ in METHODS]
     for name, seconds in result["seconds"].items():
         assert seconds > 0 and f"{name}: {seconds:.2f}s" in text
     assert "pattern.net: patterns fitted on 128 images" in text
