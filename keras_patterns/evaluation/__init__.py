@@ -1,0 +1,3 @@
+"""Evaluation of explanations: faithfulness curves, sanity checks, ground-truth localization."""
+
+from keras_patterns.evaluation.perturbation import aopc, deletion, insertion, region_insertion, region_perturbation  # noqa: F401
