@@ -1,3 +1,4 @@
 """Evaluation of explanations: faithfulness curves, sanity checks, ground-truth localization."""
 
 from keras_patterns.evaluation.perturbation import aopc, deletion, insertion, region_insertion, region_perturbation  # noqa: F401
+from keras_patterns.evaluation.randomization import randomization_check  # noqa: F401
