@@ -2,3 +2,4 @@
 
 from keras_patterns.evaluation.perturbation import aopc, deletion, insertion, region_insertion, region_perturbation  # noqa: F401
 from keras_patterns.evaluation.randomization import randomization_check  # noqa: F401
+from keras_patterns.evaluation.localization import localization  # noqa: F401
