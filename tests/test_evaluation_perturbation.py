@@ -239,6 +239,8 @@ def test_rejects_mismatched_shapes(linear):
     model, x, _, _ = linear
     with pytest.raises(ValueError, match=r"`maps` must have shape \(4, 7, 8\).*Received: maps of shape \(4, 7, 7, 2\)"):
         ev.region_perturbation(model, x, np.ones((N, H, H, C)), patch_size=P)
+    with pytest.raises(ValueError, match=r"`maps` must have shape \(4, 7, 8\) or \(4, 7, 8, 2\).*\(4, 7, 8, 3\)"):
+        ev.region_perturbation(model, x, np.ones((N, H, W, 3)), patch_size=P)
     with pytest.raises(ValueError, match=r"`x` must be images.*Received: x of shape \(4, 8, 8, 2\)"):
         ev.region_perturbation(model, np.ones((N, 8, 8, C)), np.ones((N, 8, 8)), patch_size=P)
     with pytest.raises(ValueError, match="must be finite"):
@@ -248,3 +250,22 @@ def test_rejects_mismatched_shapes(linear):
             fn(np.ones(5))
     with pytest.raises(ValueError, match="at least 2 point"):
         ev.deletion(np.ones((3, 1)))
+
+
+def test_images_without_channel_axis(linear):
+    """A model on (H, W) inputs gives the curves of the same model on (H, W, 1) inputs."""
+    _, x, w, b = linear
+    x1 = x[..., 0]
+    w1 = w.reshape(H, W, C, K)[:, :, 0].reshape(H * W, K)
+    models = []
+    for shape in ((H, W), (H, W, 1)):
+        m = keras.Sequential([keras.Input(shape, dtype="float64"), keras.layers.Flatten(dtype="float64"),
+                              keras.layers.Dense(K, dtype="float64")])
+        m.set_weights([w1, b])
+        models.append(m)
+    maps = np.random.default_rng(12).normal(size=x1.shape)
+    a = ev.region_perturbation(models[0], x1, maps, patch_size=P)
+    b_ = ev.region_perturbation(models[1], x1[..., None], maps[..., None], patch_size=P)
+    np.testing.assert_allclose(a, b_, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"`maps` must have shape \(4, 7, 8\) to match `x`"):
+        ev.region_perturbation(models[0], x1, maps[..., None], patch_size=P)

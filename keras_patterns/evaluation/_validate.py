@@ -30,14 +30,19 @@ def as_float_array(arg, value):
     return arr
 
 
-def channel_summed(arg, maps, spatial_shape, ref_arg="x"):
-    """``maps`` of shape ``(n,) + spatial_shape`` or with one extra trailing (channel) axis summed
-    out. ``spatial_shape`` is ``(n, H, W)``."""
-    if maps.shape == tuple(spatial_shape):
+def channel_summed(arg, maps, spatial_shape, ref_arg="x", channels="channels"):
+    """``maps`` of shape ``spatial_shape`` (``(n, H, W)``), or with one extra trailing (channel)
+    axis, summed out. ``channels``: the required size of that axis (an int), any size
+    (``"channels"``), or None (no channel axis allowed)."""
+    spatial_shape = tuple(spatial_shape)
+    if maps.shape == spatial_shape:
         return maps
-    if maps.ndim == len(spatial_shape) + 1 and maps.shape[:-1] == tuple(spatial_shape):
+    if (channels is not None and maps.ndim == len(spatial_shape) + 1 and maps.shape[:-1] == spatial_shape
+            and (channels == "channels" or maps.shape[-1] == channels)):
         return maps.sum(axis=-1)
+    if channels is None:
+        raise ValueError(f"`{arg}` must have shape {spatial_shape} to match `{ref_arg}`. Received: {arg} of shape {maps.shape}")
     raise ValueError(
-        f"`{arg}` must have shape {tuple(spatial_shape)} or {tuple(spatial_shape) + ('channels',)} "
+        f"`{arg}` must have shape {spatial_shape} or {spatial_shape + (channels,)} "
         f"(channels last, summed over channels) to match `{ref_arg}`. Received: {arg} of shape {maps.shape}"
     )

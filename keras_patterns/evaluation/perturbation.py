@@ -324,7 +324,8 @@ def _curves(model, x, maps, patch_size, steps, order, replacement, output, neuro
             f"shaped like the model input {('n',) + in_shape[1:]}. Received: x of shape {xa.shape}"
         )
     x4 = xa if xa.ndim == 4 else xa[..., None]
-    m2 = channel_summed("maps", as_float_array("maps", maps), x4.shape[:3])
+    m2 = channel_summed("maps", as_float_array("maps", maps), x4.shape[:3],
+                        channels=x4.shape[3] if xa.ndim == 4 else None)
     softmax_model = _ends_in_softmax(model)
     if output == "logit" and softmax_model:
         raise ValueError(
