@@ -245,6 +245,8 @@ def test_rejects_mismatched_shapes(linear):
         ev.region_perturbation(model, np.ones((N, 8, 8, C)), np.ones((N, 8, 8)), patch_size=P)
     with pytest.raises(ValueError, match="must be finite"):
         ev.region_perturbation(model, x, np.full(x.shape, np.nan), patch_size=P)
+    with pytest.raises(ValueError, match="`model` must be a built Keras model with one input and one output"):
+        ev.region_perturbation(lambda v: v, x, np.ones(x.shape), patch_size=P)
     for fn in (ev.aopc, ev.deletion, ev.insertion):
         with pytest.raises(ValueError, match=r"`curves` must have shape \(n, steps \+ 1\)"):
             fn(np.ones(5))

@@ -306,12 +306,12 @@ def _curves(model, x, maps, patch_size, steps, order, replacement, output, neuro
     batch_size = check_positive_int("batch_size", batch_size)
     seed = check_positive_int("seed", seed, allow_zero=True)
     ph, pw = _patch_pair(patch_size)
-    if not isinstance(model, keras.Model) or len(model.inputs) != 1 or len(model.outputs) != 1:
+    inputs = getattr(model, "inputs", None) if isinstance(model, keras.Model) else None
+    outputs = getattr(model, "outputs", None) if isinstance(model, keras.Model) else None
+    if not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(
-            "`model` must be a Keras model with one input and one output. Received: "
-            f"{type(model).__name__}"
-            + (f" with {len(model.inputs)} inputs and {len(model.outputs)} outputs"
-               if isinstance(model, keras.Model) and hasattr(model, "inputs") else "")
+            "`model` must be a built Keras model with one input and one output. Received: "
+            f"{type(model).__name__} with inputs {inputs!r} and outputs {outputs!r}"
         )
     in_shape = tuple(model.inputs[0].shape)
     in_dtype = model.inputs[0].dtype
