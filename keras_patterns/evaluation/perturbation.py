@@ -362,7 +362,10 @@ def _curves(model, x, maps, patch_size, steps, order, replacement, output, neuro
     ks = np.arange(1 if not insertion else 0, steps + 1)
     rows_i = np.repeat(np.arange(n), len(ks))
     rows_k = np.tile(ks, n)
-    src_a, src_b = (x4, repl) if insertion else (repl, x4)  # pixels with rank < k come from src_a
+    # Built directly in the model's dtype: no float64 images to convert on every call.
+    np_dtype = np.dtype(tf.as_dtype(in_dtype).as_numpy_dtype)
+    x_in, repl_in = x4.astype(np_dtype), repl.astype(np_dtype)
+    src_a, src_b = (x_in, repl_in) if insertion else (repl_in, x_in)  # rank < k: from src_a
     for s in range(0, len(rows_i), batch_size):
         i, k = rows_i[s:s + batch_size], rows_k[s:s + batch_size]
         hit = (ranks[i] < k[:, None, None])[..., None]
