@@ -42,8 +42,9 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["callbacks"]
 
 #: submodules that ``import keras_patterns`` used to import eagerly (``kp.analyzers`` etc.).
-_SUBMODULES = ("analyzers", "callbacks", "canonizers", "datasets", "errors", "graph", "io", "linear",
-               "mapping", "mirror", "models", "patterns", "registry", "rules", "selection", "fingerprint",
+_SUBMODULES = ("analyzers", "callbacks", "canonizers", "datasets", "errors", "evaluation", "graph", "io",
+               "linear", "mapping", "mirror", "models", "patterns", "registry", "rules", "selection",
+               "fingerprint",
                "visualization")
 
 
