@@ -243,10 +243,10 @@ def make_tetrominoes(n=1000, size=64, scenario="linear", background="white", snr
 
     Deviations from XAI-TRIS: the labels are shuffled by ``seed`` instead of split off sorted
     halves (their train/validation/test splitting is left to the user); a single ``seed`` drives
-    one ``numpy.random.Generator``, so values differ from their files; odd ``n`` (or ``n`` not a
-    multiple of 4 for ``"xor"``) is allowed and balanced up to one image; the ImageNet backgrounds
-    and the distractor variants of their later code are not included; images are float32 (their
-    files are float16).
+    one ``numpy.random.Generator``, so values differ from their files; any ``n`` is allowed: the
+    classes (and for ``"xor"`` the two sign pairs within each class) are balanced up to one
+    image; the ImageNet backgrounds and the distractor variants of their later code are not
+    included; images are float32 (their files are float16).
 
     Args:
         n: number of images (>= 1). Defaults to `1000`.
@@ -324,9 +324,12 @@ def make_tetrominoes(n=1000, size=64, scenario="linear", background="white", snr
     fixed = smooth(np.stack([placed(s, p) for s, p in zip(shapes, positions)]))  # (2, size, size)
     union = (np.abs(fixed).max(axis=0) >= 0.05).astype("float64")
     if scenario == "xor":
-        combo = rng.permutation(np.arange(n) % 4)  # 0: (+,+), 1: (-,-), 2: (+,-), 3: (-,+)
+        y = rng.permutation(np.arange(n) % 2).astype("int32")
+        combo = 2 * y  # 0: (+,+), 1: (-,-) for class 0; 2: (+,-), 3: (-,+) for class 1
+        for label in (0, 1):
+            members = np.flatnonzero(y == label)
+            combo[members] += rng.permutation(np.arange(members.size) % 2)
         signs = np.array([(1, 1), (-1, -1), (1, -1), (-1, 1)], dtype="float64")[combo]
-        y = (combo >= 2).astype("int32")
         signal = signs[:, 0, None, None] * fixed[0] + signs[:, 1, None, None] * fixed[1]
         masks = np.broadcast_to(union, (n, size, size))
     else:
