@@ -38,7 +38,8 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["callbacks"]
 
 #: submodules that ``import keras_patterns`` used to import eagerly (``kp.analyzers`` etc.).
-_SUBMODULES = ("analyzers", "callbacks", "canonizers", "datasets", "errors", "graph", "io", "linear",
+_SUBMODULES = ("analyzers", "callbacks", "canonizers", "datasets", "errors", "evaluation", "graph",
+               "io", "linear",
                "mapping", "mirror", "models", "patterns", "rules", "selection", "fingerprint",
                "visualization")
 
