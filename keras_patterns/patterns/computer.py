@@ -1,6 +1,7 @@
 """PatternComputer: fits patterns for a model in one streaming pass (iNNvestigate-compatible API)."""
 
 from keras_patterns.canonizers import prepare_graph
+from keras_patterns.patterns import distribution
 from keras_patterns.patterns.data import run_pass
 from keras_patterns.patterns.statistics import PatternStatistics
 
@@ -25,9 +26,16 @@ class PatternComputer:
         pattern_type: ``"linear"``, ``"relu"`` (alias ``"relu.positive"``) or ``"relu.negative"``,
             or a list of them. Defaults to `"linear"` (as iNNvestigate's PatternComputer; the
             analyzers default to `"relu"`).
+        graph: the canonized graph, if already prepared. Defaults to `None`.
+        strategy: the ``tf.distribute`` strategy to fit under. Defaults to `None`: the strategy
+            whose scope is entered at construction (as a Keras model picks it up), if any. Under
+            a strategy :meth:`compute` splits every global batch over the replicas, each replica
+            adds its part to its own float64 sums, and the sums are all-reduced once, at the end
+            (see the "Scaling out" page of the docs).
 
     Raises:
-        ValueError: unknown pattern type, a model without kernel layers.
+        ValueError: unknown pattern type, a model without kernel layers; :meth:`compute` called
+            under the scope of another strategy than the one it was built under.
         NotAnalyzeableModelError: a model that cannot be walked.
 
     Example:
@@ -39,11 +47,11 @@ class PatternComputer:
     ```
     """
 
-    def __init__(self, model, pattern_type="linear", graph=None):
+    def __init__(self, model, pattern_type="linear", graph=None, strategy=None):
         self.model = model
         self.pattern_type = pattern_type
         self.graph = prepare_graph(model) if graph is None else graph
-        self.statistics = PatternStatistics(self.graph, pattern_type)
+        self.statistics = PatternStatistics(self.graph, pattern_type, strategy=strategy)
         #: samples the last :meth:`compute` left out for NaN/Inf (None before any).
         self.skipped_samples = None
 
@@ -55,9 +63,12 @@ class PatternComputer:
 
         Args:
             data: a NumPy array (list/dict of arrays for several inputs), a ``tf.data.Dataset``, a
-                ``keras.utils.PyDataset`` or a Python generator yielding ``x``, ``(x, y)`` or
-                ``(x, y, sample_weight)`` batches.
-            batch_size: samples per batch for array data. Defaults to `32`.
+                ``keras.utils.PyDataset``, a Python generator yielding ``x``, ``(x, y)`` or
+                ``(x, y, sample_weight)`` batches, or a function ``dataset_fn(input_context)``
+                returning a ``tf.data.Dataset`` (a sharded input pipeline, given to
+                ``strategy.distribute_datasets_from_function`` under a strategy).
+            batch_size: samples per batch for array data (the global batch under a strategy).
+                Defaults to `32`.
             steps: number of batches to use (bounds an endless generator). Defaults to `None`.
             verbose: ``"auto"``, 0, 1 or 2 as in ``model.fit``. Defaults to `"auto"`.
             skip_nonfinite: leave out the samples holding NaN or Inf (with a warning giving their
@@ -84,6 +95,7 @@ class PatternComputer:
         computer.skipped_samples    # samples left out for NaN/Inf
         ```
         """
+        distribution.check_scope(self.statistics.strategy, f"The PatternComputer of model {self.model.name!r}")
         self.statistics.reset_state()
         summary = run_pass(
             self.statistics, data, batch_size=batch_size, steps=steps, verbose=verbose,

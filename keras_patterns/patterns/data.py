@@ -6,13 +6,18 @@ Accepted, as in ``model.fit``:
   batches of ``batch_size`` (the last batch may be smaller);
 * a ``tf.data.Dataset`` yielding batches;
 * a ``keras.utils.PyDataset`` (``len()`` batches, ``ds[i]``; endless ones need ``steps``);
-* a Python generator or iterator yielding batches.
+* a Python generator or iterator yielding batches;
+* a function ``dataset_fn(input_context) -> tf.data.Dataset`` (the input pipeline of
+  ``strategy.distribute_datasets_from_function``: each input pipeline reads its own shard, batched
+  at ``input_context.get_per_replica_batch_size(global_batch_size)``). Without a strategy it is
+  called once with a default ``tf.distribute.InputContext()``.
 
 A batch is ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``; only ``x`` is used (a
 multi-input ``x`` is a list or dict, so a 2-tuple is always read as ``(x, y)``, as Keras does).
 """
 
 import collections
+import inspect
 import math
 import warnings
 
@@ -23,12 +28,39 @@ import tensorflow as tf
 from keras_patterns import validation
 from keras_patterns.errors import NonFiniteDataError
 from keras_patterns.graph import _keras_internals as ki
+from keras_patterns.patterns import distribution
 from keras_patterns._warnings import user_stacklevel
 
 EXPECTED = (
-    "a NumPy array (or list/dict of arrays), a tf.data.Dataset, a keras.utils.PyDataset or a Python "
-    "generator yielding x, (x, y) or (x, y, sample_weight)"
+    "a NumPy array (or list/dict of arrays), a tf.data.Dataset, a keras.utils.PyDataset, a Python "
+    "generator yielding x, (x, y) or (x, y, sample_weight), or a function "
+    "dataset_fn(input_context) -> tf.data.Dataset"
 )
+
+
+def is_dataset_fn(data):
+    """Whether ``data`` is a ``dataset_fn(input_context)`` (a callable that is neither a generator
+    function nor an iterator nor a Keras/tf.data object)."""
+    return (
+        callable(data) and not inspect.isgeneratorfunction(data) and not hasattr(data, "__next__")
+        and not isinstance(data, (tf.data.Dataset, keras.utils.PyDataset, type))
+    )
+
+
+def call_dataset_fn(dataset_fn, input_context=None):
+    """``dataset_fn(input_context)``, checked to be a ``tf.data.Dataset``.
+
+    Raises:
+        TypeError: the function returned something else.
+    """
+    ds = dataset_fn(tf.distribute.InputContext() if input_context is None else input_context)
+    if not isinstance(ds, tf.data.Dataset):
+        raise TypeError(
+            "A dataset function given as `data` must take a tf.distribute.InputContext and return a "
+            f"tf.data.Dataset. Received: {getattr(dataset_fn, '__name__', dataset_fn)!r} returned "
+            f"{type(ds).__name__}"
+        )
+    return ds
 
 
 def split_x(element):
@@ -137,6 +169,8 @@ def batches(data, batch_size=32, steps=None):
             f"{list(data.files)}); pass one of its arrays, e.g. data[{data.files[0]!r}]"
             if data.files else f"`data` must be {EXPECTED}. Received: an empty .npz file"
         )
+    if is_dataset_fn(data):
+        return batches(call_dataset_fn(data), batch_size, steps)
     if isinstance(data, (str, bytes)) or callable(data) and not hasattr(data, "__next__"):
         raise TypeError(
             f"`data` must be {EXPECTED}. Received: {type(data).__name__}"
@@ -299,17 +333,29 @@ def run_pass(stats, data, batch_size=32, steps=None, verbose="auto", skip_nonfin
     verbose = validation.one_of("verbose", verbose, ("auto", 0, 1, 2))
     verbose = 1 if verbose == "auto" else verbose
     skip_nonfinite = validation.boolean("skip_nonfinite", skip_nonfinite)
-    it, total = batches(data, batch_size, steps)
+    if stats.strategy is None:
+        it, total = batches(data, batch_size, steps)
+        update = stats.update_state_finite
+    else:
+        from keras_patterns.patterns import distributed_data
+
+        it, total = distributed_data.distributed_batches(stats, data, batch_size, steps)
+        update = stats.update_state_replicas
     bar = _Progbar(total, verbose=verbose, unit_name="step") if verbose else None
     seen = samples = read = skipped = skipped_batches = 0
     for x in it:
-        arrays = validation.input_list(x, stats.graph.input_names)
-        validation.check_batch_sizes([int(np.shape(a)[0]) for a in arrays if np.ndim(a)])
-        n = _batch_length(arrays)
-        finite = stats.update_state_finite(arrays)
+        if stats.strategy is None:
+            arrays = validation.input_list(x, stats.graph.input_names)
+            validation.check_batch_sizes([int(np.shape(a)[0]) for a in arrays if np.ndim(a)])
+        else:
+            arrays = x
+        finite = update(arrays)
+        n = len(finite)
         rows = np.flatnonzero(~finite)
         if len(rows):
             if not skip_nonfinite:
+                if stats.strategy is not None:
+                    arrays = distribution.local_results(stats.strategy, arrays)
                 raise _nonfinite_error(seen, rows, read, arrays)
             skipped += len(rows)
             skipped_batches += 1

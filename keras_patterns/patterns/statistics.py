@@ -23,6 +23,12 @@ Per-batch sums are computed in the layer's compute dtype (float16/bfloat16 are p
 and added to float64 ``tf.Variable`` totals inside one ``tf.function``; nothing is copied to the host
 until :meth:`PatternStatistics.result`. Statistics are collected in inference mode (Dropout off,
 BatchNormalization with its moving statistics).
+
+Built under a ``tf.distribute`` strategy's scope, the totals are ``ON_READ`` variables with ``SUM``
+aggregation (as Keras metrics): every replica adds its share of each batch to its own copy, with no
+communication per batch, and reading the totals all-reduces them (over all workers for
+``MultiWorkerMirroredStrategy``). Sums of disjoint parts of the data simply add, so the patterns
+equal the single-device ones up to the float32 rounding of the per-batch sums.
 """
 
 import keras
@@ -39,6 +45,7 @@ from keras_patterns.graph.layers import (
     layer_activation,
 )
 from keras_patterns.linear import apply_kernel, channels_last, node_params
+from keras_patterns.patterns import distribution
 from keras_patterns.patterns.estimators import (
     canonical_pattern_type,
     pattern_from_statistics,
@@ -154,6 +161,8 @@ class PatternStatistics:
         pattern_types: one pattern type or a sequence of them: ``"linear"`` (mask all ones),
             ``"relu"``/``"relu.positive"`` (mask [output after the activation > 0]) or
             ``"relu.negative"`` ([... <= 0]). Defaults to `"relu"`.
+        strategy: the ``tf.distribute`` strategy to run under. Defaults to `None`: the strategy
+            whose scope is entered at construction, if any (as ``model.fit``), else none.
 
     Example:
 
@@ -165,7 +174,7 @@ class PatternStatistics:
     ```
     """
 
-    def __init__(self, graph, pattern_types="relu"):
+    def __init__(self, graph, pattern_types="relu", strategy=None):
         if isinstance(pattern_types, str):
             pattern_types = (pattern_types,)
         types = []
@@ -190,7 +199,26 @@ class PatternStatistics:
         self.key_nodes = {}
         for n in self.kernel_nodes:
             self.key_nodes.setdefault(self.keys[n.name], n)
+        #: the ``tf.distribute`` strategy the sums live under (None: a single device).
+        self.strategy = distribution.current_strategy() if strategy is None else strategy
         self._vars = {}
+        with distribution.scope(self.strategy):
+            self._make_variables()
+        self._specs = [
+            tf.TensorSpec((None,) + tuple(graph.tensors[t].shape[1:]), graph.tensors[t].dtype)
+            for t in graph.inputs
+        ]
+        self._update = tf.function(self._update_fn, input_signature=[self._specs], autograph=False)
+        self._update_finite = tf.function(
+            self._update_finite_fn, input_signature=[self._specs], autograph=False
+        )
+        if self.strategy is not None:
+            self._update_replicas = tf.function(
+                lambda inputs: self.strategy.run(self._replica_update, args=(inputs,)),
+                autograph=False, reduce_retracing=True,
+            )
+
+    def _make_variables(self):
         for key, node in self.key_nodes.items():
             params = node_params(node)
             kshape = params.kernel_shape
@@ -203,19 +231,15 @@ class PatternStatistics:
                     "sum_xy": self._var(kshape, key, t + "_sum_xy"),
                 }
             self._vars[key] = v
-        self._specs = [
-            tf.TensorSpec((None,) + tuple(graph.tensors[t].shape[1:]), graph.tensors[t].dtype)
-            for t in graph.inputs
-        ]
-        self._update = tf.function(self._update_fn, input_signature=[self._specs], autograph=False)
-        self._update_finite = tf.function(
-            self._update_finite_fn, input_signature=[self._specs], autograph=False
-        )
 
-    @staticmethod
-    def _var(shape, key, what):
+    def _var(self, shape, key, what):
         name = "pattern_stats_" + "".join(c if c.isalnum() else "_" for c in f"{key}_{what}")
-        return tf.Variable(tf.zeros(shape, tf.float64), trainable=False, name=name)
+        if self.strategy is None:
+            return tf.Variable(tf.zeros(shape, tf.float64), trainable=False, name=name)
+        return tf.Variable(
+            tf.zeros(shape, tf.float64), trainable=False, name=name,
+            synchronization=tf.VariableSynchronization.ON_READ, aggregation=tf.VariableAggregation.SUM,
+        )
 
     # ---------------------------------------------------------------------------- accumulation
     def _node_updates(self, node, values):
@@ -282,8 +306,19 @@ class PatternStatistics:
             tf.reduce_all(finite), lambda: inputs,
             lambda: [tf.boolean_mask(x, finite) for x in inputs],
         )
-        self._update_fn(kept)
+        # Nothing to add for an empty batch (all samples non-finite, or a replica past the end of
+        # the data); TensorFlow's CPU convolutions return wrongly shaped outputs for 0 samples.
+        tf.cond(tf.shape(kept[0])[0] > 0, lambda: self._update_fn(kept), lambda: tf.constant(0))
         return finite
+
+    def _replica_update(self, inputs):
+        """One replica's update. Its batch size is made dynamic first: a replica past the end of
+        the data gets a batch of static size 0, which Keras' layers would turn into outputs of
+        the wrong static shape."""
+        inputs = [
+            tf.compat.v1.placeholder_with_default(x, [None] + x.shape.as_list()[1:]) for x in inputs
+        ]
+        return self._update_finite_fn(inputs)
 
     def _to_inputs(self, x):
         names = self.graph.input_names
@@ -306,8 +341,11 @@ class PatternStatistics:
 
         Args:
             x: a batch of model inputs (an array or tensor; a list or a dict by input name for
-                multi-input models).
+                multi-input models). Under a strategy it is split over the local replicas.
         """
+        if self.strategy is not None:
+            self.update_state_finite(x)
+            return
         self._update(self._to_inputs(x))
 
     def update_state_finite(self, x):
@@ -323,10 +361,32 @@ class PatternStatistics:
             A boolean NumPy array, one entry per sample: False for a sample holding NaN or Inf in
             any of its float inputs (it was left out of the sums).
         """
-        return self._update_finite(self._to_inputs(x)).numpy()
+        inputs = self._to_inputs(x)
+        if self.strategy is None:
+            return self._update_finite(inputs).numpy()
+        with self.strategy.scope():
+            return self.update_state_replicas(distribution.split_batch(self.strategy, inputs))
+
+    def update_state_replicas(self, inputs):
+        """Adds one distributed batch: every replica adds its part to its own copy of the sums.
+
+        Args:
+            inputs: a per-replica list of model-input tensors (an element of
+                ``strategy.experimental_distribute_dataset(...)`` or of
+                ``distribute_datasets_from_function``), already checked and cast.
+
+        Returns:
+            The finite flags of this worker's samples, its replicas' parts in order (see
+            :meth:`update_state_finite`).
+        """
+        return distribution.local_results(self.strategy, self._update_replicas(inputs))
 
     def reset_state(self):
         """Sets every accumulated sum back to zero."""
+        with distribution.scope(self.strategy):
+            self._reset()
+
+    def _reset(self):
         for v in self._vars.values():
             v["n_rows"].assign(tf.zeros_like(v["n_rows"]))
             v["sum_y"].assign(tf.zeros_like(v["sum_y"]))
@@ -337,17 +397,16 @@ class PatternStatistics:
     @property
     def n_rows(self):
         """Rows seen per layer key (a dict of floats)."""
-        return {k: float(v["n_rows"].numpy()) for k, v in self._vars.items()}
+        return {k: float(v["n_rows"]) for k, v in self._totals().items()}
 
     def statistics(self):
         """The raw float64 sums as nested dicts ``{key: {"n_rows", "sum_y", type: {...}}}``."""
-        out = {}
-        for key, v in self._vars.items():
-            d = {"n_rows": v["n_rows"].numpy(), "sum_y": v["sum_y"].numpy()}
-            for t in self.pattern_types:
-                d[t] = {name: var.numpy() for name, var in v[t].items()}
-            out[key] = d
-        return out
+        return self._totals()
+
+    def _totals(self):
+        """Every total as NumPy (under a strategy: all-reduced over the replicas and workers)."""
+        with distribution.scope(self.strategy):
+            return tf.nest.map_structure(lambda var: var.numpy(), self._vars)
 
     def result(self):
         """The patterns estimated from everything seen so far.
@@ -360,10 +419,11 @@ class PatternStatistics:
             NotFittedError: if no rows were seen yet.
         """
         out = {t: {} for t in self.pattern_types}
+        totals = self._totals()
         for key, node in self.key_nodes.items():
             params = node_params(node)
-            v = self._vars[key]
-            n_rows = float(v["n_rows"].numpy())
+            v = totals[key]
+            n_rows = float(v["n_rows"])
             if n_rows == 0:
                 raise NotFittedError(
                     f"No data was seen for layer {key!r}; expected at least one batch before result()."
@@ -372,8 +432,8 @@ class PatternStatistics:
             dtype = np.dtype(params.dtype)
             for t in self.pattern_types:
                 a = pattern_from_statistics(
-                    kernel, v[t]["count"].numpy(), v[t]["sum_x"].numpy(), v[t]["sum_xy"].numpy(),
-                    v["sum_y"].numpy(), n_rows, depthwise=params.depthwise,
+                    kernel, v[t]["count"], v[t]["sum_x"], v[t]["sum_xy"], v["sum_y"], n_rows,
+                    depthwise=params.depthwise,
                 )
                 out[t][key] = a.astype(dtype)
         return out
