@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from keras_patterns import canonizers as C
 from keras_patterns import io, selection, validation
+from keras_patterns.analyzers import streaming
 from keras_patterns.analyzers.method import Method, check_postprocess  # noqa: F401 (re-exported)
 from keras_patterns.canonizers import DEFAULT_CANONIZERS, prepare_graph
 from keras_patterns.errors import NonFiniteResultError, NotAnalyzeableModelError
@@ -15,6 +16,7 @@ from keras_patterns.graph import _keras_internals as ki
 from keras_patterns.graph.checks import check_no_softmax
 from keras_patterns.mapping import resolve
 from keras_patterns.mirror import Mirror
+from keras_patterns.patterns import distribution
 from keras_patterns.rules import GRADIENT, Rule
 from keras_patterns.rules import lrp as R
 from keras_patterns._warnings import user_stacklevel
@@ -77,6 +79,9 @@ class Analyzer:
         self.allow_lambda_layers = validation.boolean("allow_lambda_layers", allow_lambda_layers)
         _check_reverse_kwargs(self._who(), reverse_kwargs, self._reverse_kwarg_allowed)
         self.model = model
+        # The tf.distribute strategy whose scope is entered now, as a Keras model picks it up:
+        # fit and analyze run per replica under it.
+        self._strategy = distribution.current_strategy()
         self.neuron_selection_mode = selection.check_mode(neuron_selection_mode)
         self.batch_size = validation.positive_int("batch_size", batch_size)
         self._config = {"neuron_selection_mode": neuron_selection_mode, "batch_size": self.batch_size}
@@ -280,23 +285,55 @@ class Analyzer:
     def _rows_per_call(self, batch_size):
         return batch_size
 
-    def analyze(self, x, neuron_selection=None, batch_size=None):
-        """Explains the model's output for a batch of inputs.
+    @property
+    def strategy(self):
+        """The ``tf.distribute`` strategy the analyzer was built under (None: a single device)."""
+        return self._strategy
+
+    def _check_strategy(self):
+        """Raises when called under the scope of another strategy than the one it was built under."""
+        if tf.distribute.has_strategy():
+            distribution.check_scope(self._strategy, f"The analyzer {self.name!r}")
+
+    def analyze(self, x, neuron_selection=None, batch_size=None, on_batch=None, out=None):
+        """Explains the model's output for a batch of inputs, or for a whole dataset.
 
         Args:
             x: an array shaped like the model input (batch first), or a list (or dict by input
-                name) of arrays for multi-input models.
+                name) of arrays for multi-input models; ``np.memmap`` arrays are read one batch
+                at a time. Also a ``tf.data.Dataset``, ``keras.utils.PyDataset``, Python
+                generator or dataset function yielding batches ``x``, ``(x, y)`` or
+                ``(x, y, sample_weight)`` (as for ``fit``); its batches are cut into pieces of
+                ``batch_size``.
             neuron_selection: with ``neuron_selection_mode="index"``, an int for all samples or one
-                int per sample, indexing the flattened output. Must be None in the other modes.
-            batch_size: samples per compiled call. Defaults to the analyzer's `batch_size`.
+                int per sample (arrays only), indexing the flattened output. Must be None in the
+                other modes.
+            batch_size: samples per compiled call (split over the replicas under a strategy).
+                Defaults to the analyzer's `batch_size`.
+            on_batch: a writer ``on_batch(start, maps)`` called with the maps of every piece, in
+                order (``start``: the index of its first sample; ``maps`` shaped as the return
+                value); nothing is kept and None is returned. Defaults to `None`.
+            out: the path of a ``.npy`` file to write the maps into, piece by piece (a list of
+                paths, one per input, for multi-input models); the file is then returned opened
+                with ``np.load(out, mmap_mode="r")``. Defaults to `None`.
 
         Returns:
-            A numpy array shaped like ``x``, or a list with one array per model input.
+            A numpy array shaped like ``x``, or a list with one array per model input (memory
+            mapped with ``out``); None with ``on_batch``.
 
         Raises:
-            ValueError: wrong input count, rank or shape, NaN/Inf input, bad ``neuron_selection``.
-            TypeError: non-numeric input.
+            ValueError: wrong input count, rank or shape, NaN/Inf input, bad ``neuron_selection``;
+                called under another strategy's scope than the analyzer was built under; both
+                ``on_batch`` and ``out``.
+            TypeError: non-numeric input, a non-callable ``on_batch``.
+            RuntimeError: ``on_batch`` raised (the message names the batch; the writer's error
+                is its cause).
+            NonFiniteResultError: NaN/Inf maps (when streaming: at the first such piece, naming
+                it).
         """
+        if (on_batch is not None or out is not None or self._strategy is not None
+                or tf.distribute.has_strategy() or streaming.is_stream(x)):
+            return self._analyze_general(x, neuron_selection, batch_size, on_batch, out)
         self._check_ready()
         xs = self._prepare_inputs(x)
         n = xs[0].shape[0]
@@ -305,18 +342,7 @@ class Analyzer:
         )
         compiled = self._compiled
         if compiled is None:
-            with _COMPILE_LOCK:
-                if self._compiled is None:
-                    # No tensor-dependent Python control flow in the reverse pass: AutoGraph would
-                    # only add transpiling time (seconds on deep models).
-                    compiled = tf.function(
-                        self._analyze_batch, input_signature=self._signature(), autograph=False
-                    )
-                    # Each analyzer's function traces once (fixed input_signature), but TensorFlow
-                    # sums traces over all analyzers of a class and would warn of "retracing".
-                    ki.omit_frequent_tracing_warning(compiled)
-                    self._compiled = compiled
-                compiled = self._compiled
+            compiled = self._get_compiled()
         if batch_size is not None:
             batch_size = validation.positive_int("batch_size", batch_size)
         step = self._rows_per_call(batch_size or self.batch_size)
@@ -334,6 +360,87 @@ class Analyzer:
             results = [np.concatenate([c[i] for c in chunks], axis=0) for i in range(len(xs))]
         self._check_finite(results)
         return results[0] if len(results) == 1 else results
+
+    def _get_compiled(self):
+        """The compiled per-batch function, created once (under a strategy: one replica step)."""
+        with _COMPILE_LOCK:
+            if self._compiled is None:
+                # No tensor-dependent Python control flow in the reverse pass: AutoGraph would
+                # only add transpiling time (seconds on deep models).
+                if self._strategy is None:
+                    compiled = tf.function(
+                        self._analyze_batch, input_signature=self._signature(), autograph=False
+                    )
+                else:
+                    strategy, fn = self._strategy, self._analyze_batch
+                    compiled = tf.function(
+                        lambda inputs, idx, *extras: strategy.run(fn, args=(inputs, idx, *extras)),
+                        autograph=False, reduce_retracing=True,
+                    )
+                # Each analyzer's function traces once (fixed input_signature), but TensorFlow
+                # sums traces over all analyzers of a class and would warn of "retracing".
+                ki.omit_frequent_tracing_warning(compiled)
+                self._compiled = compiled
+            return self._compiled
+
+    def _run_piece(self, compiled, xs, idx, extras):
+        """The maps of one piece of samples (split over the local replicas under a strategy)."""
+        if self._strategy is None:
+            return [_widen(m.numpy()) for m in compiled(xs, idx, *extras)]
+        strategy = self._strategy
+        n, k = len(idx), distribution.local_replicas(strategy)
+        pad = -n % k if n else k  # equal slices, none empty: repeat the last sample
+        if pad:
+            take = np.r_[np.arange(n), np.full(pad, max(n - 1, 0))]
+            xs, idx = [a[take] if n else np.zeros((k,) + a.shape[1:], a.dtype) for a in xs], (
+                idx[take] if n else np.zeros(k, "int32"))
+        with strategy.scope():
+            maps = compiled(distribution.split_batch(strategy, xs),
+                            distribution.split_batch(strategy, [idx]), *extras)
+            maps = distribution.local_results(strategy, list(maps))
+        return [_widen(m[:n]) for m in maps]
+
+    def _analyze_general(self, x, neuron_selection, batch_size, on_batch, out):
+        """:meth:`analyze` for datasets, streamed output and strategies (see :mod:`.streaming`)."""
+        self._check_strategy()
+        self._check_ready()
+        if on_batch is not None and out is not None:
+            raise ValueError("Give `on_batch` or `out`, not both. Received: both")
+        if on_batch is not None and not callable(on_batch):
+            raise TypeError(f"`on_batch` must be a function on_batch(start, maps). Received: {on_batch!r}")
+        step = self._rows_per_call(
+            self.batch_size if batch_size is None else validation.positive_int("batch_size", batch_size))
+        names, mode = self.graph.input_names, self.neuron_selection_mode
+        limit = self.n_outputs or np.iinfo("int32").max
+        stream = streaming.is_stream(x)
+        if stream:
+            if neuron_selection is not None and np.ndim(neuron_selection) != 0:
+                raise ValueError(
+                    "A per-sample `neuron_selection` needs array inputs; for a dataset or generator "
+                    "give one int for all samples. Received: neuron_selection of shape "
+                    f"{np.shape(neuron_selection)} with {type(x).__name__} input"
+                )
+            pieces, n = streaming.stream_batches(x, names, step), None
+        else:
+            pieces, n = streaming.array_batches(x, names, step)
+            all_idx = selection.normalize_indices(neuron_selection, mode, n, limit)
+        sink = streaming.Sink(self, on_batch, out, len(names))
+        compiled = self._get_compiled()
+        extras = self._extra_args()
+        try:
+            for b, (start, raw) in enumerate(pieces):
+                try:
+                    xs = self._prepare_inputs(raw)
+                except (ValueError, TypeError) as e:
+                    raise type(e)(f"Batch {b} (samples from {start}) of the data: {e}") from None
+                m = len(xs[0])
+                idx = (selection.normalize_indices(neuron_selection, mode, m, limit) if stream
+                       else all_idx[start:start + m])
+                sink.add(b, start, self._run_piece(compiled, xs, idx, extras))
+        except BaseException:
+            sink.abort()
+            raise
+        return sink.finish(self._input_specs)
 
     def _check_finite(self, results):
         bad = sorted({

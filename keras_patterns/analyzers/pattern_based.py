@@ -283,8 +283,10 @@ class PatternAnalyzer(ReverseAnalyzer):
                 "The second argument of fit() is `y` (ignored, as in Keras' model.fit(x, y)); pass "
                 f"the batch size by keyword, fit(x, batch_size={int(y)}). Received: y={y!r}"
             )
+        self._check_strategy()
         if self._computer is None:
-            self._computer = PatternComputer(self.model, self.pattern_type, graph=self.graph)
+            self._computer = PatternComputer(self.model, self.pattern_type, graph=self.graph,
+                                             strategy=self._strategy)
         self._set_patterns(self._computer.compute(
             data, batch_size=batch_size, steps=steps, verbose=verbose, skip_nonfinite=skip_nonfinite,
         ))
@@ -325,17 +327,32 @@ class PatternAnalyzer(ReverseAnalyzer):
                 "re-fit them (this warning is shown once per fit).", stacklevel=user_stacklevel(),
             )
 
-    def analyze(self, x, neuron_selection=None, batch_size=None):
-        maps = super().analyze(x, neuron_selection=neuron_selection, batch_size=batch_size)
-        saturated = sorted({
-            int(i) for m in (maps if isinstance(maps, list) else [maps])
-            for i in np.nonzero(np.abs(m).reshape(len(m), -1).max(axis=1) >= _SATURATED)[0]
-        })
+    def analyze(self, x, neuron_selection=None, batch_size=None, on_batch=None, out=None):
+        saturated = []
+
+        def check(start, maps):
+            saturated.extend(start + i for m in (maps if isinstance(maps, list) else [maps])
+                             for i in np.nonzero(np.abs(m).reshape(len(m), -1).max(axis=1) >= _SATURATED)[0])
+
+        writer = on_batch
+        if on_batch is not None and callable(on_batch):
+            def writer(start, maps):
+                check(start, maps)
+                on_batch(start, maps)
+        maps = super().analyze(x, neuron_selection=neuron_selection, batch_size=batch_size,
+                               on_batch=writer, out=out)
+        if maps is not None:
+            step = self.batch_size if out is not None else None  # memory-mapped: read in pieces
+            first = maps[0] if isinstance(maps, list) else maps
+            for start in range(0, len(first), step or max(len(first), 1)):
+                stop = start + (step or len(first))
+                check(start, [m[start:stop] for m in maps] if isinstance(maps, list) else maps[start:stop])
         if saturated:
             warnings.warn(
-                f"{self.name}: the backward signal exceeds the float32 range for samples {saturated} "
-                "and saturates at about 3.3e38 (directions are kept, magnitudes are not). The "
-                "patterns are poorly conditioned; fit them on more data.", stacklevel=user_stacklevel(),
+                f"{self.name}: the backward signal exceeds the float32 range for samples "
+                f"{sorted({int(i) for i in saturated})} and saturates at about 3.3e38 (directions "
+                "are kept, magnitudes are not). The patterns are poorly conditioned; fit them on "
+                "more data.", stacklevel=user_stacklevel(),
             )
         return maps
 
