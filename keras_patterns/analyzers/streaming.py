@@ -26,14 +26,10 @@ def is_stream(x):
     import keras
     import tensorflow as tf
 
-    from keras_patterns.patterns.data import is_dataset_fn
-
     if isinstance(x, (tf.Tensor, tf.Variable)):
         return False
-    return (
-        isinstance(x, (tf.data.Dataset, keras.utils.PyDataset)) or hasattr(x, "__next__")
-        or is_dataset_fn(x)
-    )
+    # Callables: dataset functions (generator functions get the reader's TypeError).
+    return isinstance(x, (tf.data.Dataset, keras.utils.PyDataset)) or hasattr(x, "__next__") or callable(x)
 
 
 def array_batches(x, input_names, step):

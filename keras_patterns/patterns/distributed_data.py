@@ -67,7 +67,10 @@ def model_inputs(ds, specs, names):
             raise validation.non_numeric_error(i, part.dtype.name)
         rank = part.shape.rank
         hint = " (an unbatched tf.data.Dataset? call .batch(batch_size) on it)" if rank == spec.shape.rank - 1 else ""
-        validation.check_input_shape(i, names[i], tuple(spec.shape), tuple(part.shape), hint)
+        try:
+            validation.check_input_shape(i, names[i], tuple(spec.shape), tuple(part.shape), hint)
+        except ValueError as e:
+            raise ValueError(f"{e}, in the dataset's element_spec={ds.element_spec}") from None
 
     def to_inputs(*element):
         x = element[0] if is_tuple else element[0] if len(element) == 1 else element
