@@ -249,11 +249,6 @@ def _nonfinite_error(batch, rows, first_sample, arrays):
     )
 
 
-def _batch_length(arrays):
-    shape = np.shape(arrays[0]) if arrays else ()
-    return int(shape[0]) if len(shape) else 0
-
-
 def _check_summary(summary, data, read, steps):
     """Raises for a pass that fed no sample; warns about skipped samples and a short generator."""
     seen, samples, skipped, skipped_batches = summary
