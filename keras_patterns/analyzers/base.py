@@ -389,11 +389,10 @@ class Analyzer:
             return [_widen(m.numpy()) for m in compiled(xs, idx, *extras)]
         strategy = self._strategy
         n, k = len(idx), distribution.local_replicas(strategy)
-        pad = -n % k if n else k  # equal slices, none empty: repeat the last sample
+        pad = -n % k  # equal slices, none empty (TensorFlow's CPU convolutions fail on 0 samples)
         if pad:
-            take = np.r_[np.arange(n), np.full(pad, max(n - 1, 0))]
-            xs, idx = [a[take] if n else np.zeros((k,) + a.shape[1:], a.dtype) for a in xs], (
-                idx[take] if n else np.zeros(k, "int32"))
+            take = np.r_[np.arange(n), np.full(pad, n - 1)]  # repeat the last sample
+            xs, idx = [a[take] for a in xs], idx[take]
         with strategy.scope():
             maps = compiled(distribution.split_batch(strategy, xs),
                             distribution.split_batch(strategy, [idx]), *extras)

@@ -56,7 +56,7 @@ def stream_batches(x, input_names, step):
     for element in it:
         xs = validation.input_list(element, input_names)
         n = int(np.shape(xs[0])[0]) if np.ndim(xs[0]) else 0
-        for s in range(0, max(n, 1), step):
+        for s in range(0, n, step):  # empty batches give no piece
             piece = [np.asarray(a.numpy() if hasattr(a, "numpy") else a)[s:s + step] for a in xs]
             yield start + s, piece
         start += n

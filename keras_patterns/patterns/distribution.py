@@ -69,20 +69,13 @@ def split_batch(strategy, arrays):
     n = int(np.shape(arrays[0])[0])
     k = local_replicas(strategy)
     bounds = np.linspace(0, n, k + 1).round().astype(int)
-    first = _first_local_replica(strategy)
 
     def value_fn(ctx):
-        i = ctx.replica_id_in_sync_group - first
+        # Replicas are numbered worker by worker, k per worker: the local index is the id mod k.
+        i = ctx.replica_id_in_sync_group % k
         return [tf.convert_to_tensor(a[bounds[i]:bounds[i + 1]]) for a in arrays]
 
     return strategy.experimental_distribute_values_from_function(value_fn)
-
-
-def _first_local_replica(strategy):
-    """The global id of this worker's first replica (replicas are numbered worker by worker)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    task = getattr(resolver, "task_id", None) if resolver is not None else None
-    return int(task or 0) * local_replicas(strategy) if strategy.num_replicas_in_sync > local_replicas(strategy) else 0
 
 
 def local_results(strategy, value):
