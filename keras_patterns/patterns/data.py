@@ -41,10 +41,16 @@ EXPECTED = (
 def is_dataset_fn(data):
     """Whether ``data`` is a ``dataset_fn(input_context)`` (a callable that is neither a generator
     function nor an iterator nor a Keras/tf.data object)."""
-    return (
-        callable(data) and not inspect.isgeneratorfunction(data) and not hasattr(data, "__next__")
-        and not isinstance(data, (tf.data.Dataset, keras.utils.PyDataset, type))
-    )
+    if not callable(data) or inspect.isgeneratorfunction(data) or hasattr(data, "__next__") or isinstance(
+            data, (tf.data.Dataset, keras.utils.PyDataset, type)):
+        return False
+    try:  # it must take the input context (a function of no argument is a generator factory)
+        inspect.signature(data).bind(None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature (a builtin): let the call decide
+        return True
+    return True
 
 
 def call_dataset_fn(dataset_fn, input_context=None):
