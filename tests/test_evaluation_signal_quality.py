@@ -246,7 +246,7 @@ def test_too_little_data(conv_model):
 
 
 def test_bad_arguments_and_nonfinite(conv_model):
-    with pytest.raises(ValueError, match=r"`seed` must be a non-negative int. Received: seed=-1"):
+    with pytest.raises(ValueError, match=r"`seed` must be an int >= 0. Received: seed=-1"):
         kp.evaluation.signal_quality(conv_model, _x(30), _x(30), _x(30), seed=-1)
     with pytest.raises(ValueError, match=r"`batch_size` must be a positive int"):
         kp.evaluation.signal_quality(conv_model, _x(30), _x(30), _x(30), batch_size=0)
