@@ -18,6 +18,7 @@ from keras_patterns.canonizers import canonize
 from keras_patterns.graph import walk
 from keras_patterns.mapping import Plan
 from keras_patterns.mirror import Mirror
+from keras_patterns.rules import Group, Term, redistribution_rule
 from keras_patterns.rules import lrp as R
 from lrp_replica import REPLICAS, replica_relevance, sdiv
 
@@ -179,3 +180,27 @@ def test_unknown_rule_name_lists_valid_ones():
         R.get_rule("Zplus")
     with pytest.raises(TypeError, match=r"Received: 3"):
         R.get_rule(3)
+
+
+def test_redistribution_helper_signed_terms_and_weights():
+    """A group of weight -2 and a subtracted term: -2 * (x * M s1) and -(x * M+ s2), by hand."""
+    cfg = LAYERS["dense"]
+    model, layer = build_layer(cfg, True)
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 1, (3,) + cfg["in"])
+    r = rng.normal(0, 1, (3, cfg["units"]))
+    w, b = layer.get_weights()
+    rule = redistribution_rule("test", [
+        Group((Term(),), weight=-2.0),
+        Group((Term(kernel=R.positive, subtract=True),), bias=None),
+    ])
+    wp = np.maximum(w, 0)
+    want = -2 * x * (sdiv(r, x @ w + b) @ w.T) - x * (sdiv(r, -(x @ wp)) @ wp.T)
+    np.testing.assert_allclose(run_rule(model, rule, x, r), want, rtol=1e-6)
+
+
+def test_redistribution_helper_errors():
+    with pytest.raises(ValueError, match=r"Every group of `groups` needs a term. Received: groups="):
+        redistribution_rule("test", Group(()))
+    with pytest.raises(ValueError, match=r"`linear=False` is one unmodified term.*Received: groups="):
+        redistribution_rule("test", Group((Term(kernel=R.positive),)), linear=False)

@@ -111,7 +111,8 @@ def z_rule(bias=True):
     Args:
         bias: include the bias in z. Defaults to `True`; `False` is iNNvestigate's "ZIgnoreBias".
     """
-    return redistribution_rule("lrp.z" if bias else "lrp.z_IB", Group((Term(),), unchanged if bias else None))
+    group = Group((Term(),), bias=unchanged if bias else None)
+    return redistribution_rule("lrp.z" if bias else "lrp.z_IB", group)
 
 
 def epsilon_rule(epsilon=1e-7, bias=True):
@@ -166,9 +167,11 @@ def alpha_beta_rule(alpha=None, beta=None, bias=True):
         ValueError: if alpha - beta != 1, alpha < 1, beta < 0 or both are missing.
     """
     alpha, beta = check_alpha_beta(alpha, beta)
-    groups = [Group((Term(positive, positive), Term(negative, negative)), positive if bias else None, alpha)]
+    activator = (Term(positive, positive), Term(negative, negative))
+    groups = [Group(activator, bias=positive if bias else None, weight=alpha)]
     if beta != 0:
-        groups.append(Group((Term(positive, negative), Term(negative, positive)), negative if bias else None, -beta))
+        inhibitor = (Term(positive, negative), Term(negative, positive))
+        groups.append(Group(inhibitor, bias=negative if bias else None, weight=-beta))
     return redistribution_rule("lrp.alpha_beta", groups,
                                params=(("alpha", alpha), ("beta", beta), ("bias", bool(bias))))
 

@@ -96,9 +96,10 @@ def _signed_sum(items):
     """``sum(+v) - sum(-v)`` over ``(subtract, v)`` pairs, in that order."""
     pos = [v for sub, v in items if not sub]
     neg = [v for sub, v in items if sub]
-    total = pos[0] if len(pos) == 1 else tf.add_n(pos)
+    total = None if not pos else pos[0] if len(pos) == 1 else tf.add_n(pos)
     if neg:
-        total = total - (neg[0] if len(neg) == 1 else tf.add_n(neg))
+        sub = neg[0] if len(neg) == 1 else tf.add_n(neg)
+        total = -sub if total is None else total - sub
     return total
 
 
@@ -175,7 +176,7 @@ def redistribution_rule(name, groups, stabilize=safe_div, params=(), linear=True
 
     Raises:
         ValueError: a group without terms, or ``linear=False`` with anything but one unmodified
-            term.
+            term (unchanged bias, weight 1).
 
     Example:
 
@@ -187,10 +188,10 @@ def redistribution_rule(name, groups, stabilize=safe_div, params=(), linear=True
     if not groups or any(not g.terms for g in groups):
         raise ValueError(f"Every group of `groups` needs a term. Received: groups={groups!r}")
     only = groups[0].terms[0] if len(groups) == 1 and len(groups[0].terms) == 1 else None
-    recorded = only == Term() and groups[0].bias in (unchanged, None)
+    recorded = only == Term() and groups[0].bias in (unchanged, None) and groups[0].weight == 1
     if not linear and not (recorded and groups[0].bias is unchanged):
         raise ValueError(
-            "A rule with `linear=False` is one unmodified term with the unchanged bias. "
+            "A rule with `linear=False` is one unmodified term with the unchanged bias and weight 1. "
             f"Received: groups={groups!r}"
         )
     split = any(t.input is negative for g in groups for t in g.terms)
