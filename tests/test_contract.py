@@ -32,6 +32,7 @@ EXTRA_KWARGS = {
     "deep_taylor.bounded": {"low": -3.0, "high": 3.0},
     "lrp": {"rule": "Z"},
     "lrp.alpha_beta": {"alpha": 2},  # iNNvestigate requires alpha or beta
+    "occlusion": {"patch_size": 3, "patch_stride": 2},  # overlapping patches, cut at the border
 }
 
 #: (analyzer regex, model regex) -> (error class, message regex) of an expected, clear refusal.
@@ -44,6 +45,13 @@ EXPECTED_REFUSALS = {
     # overflows float32; the analyzer says so. lrp.z / lrp.epsilon with bias stay finite there.
     (r"lrp.z_IB|lrp.epsilon_IB", r"mobilenetv2|resnet50|densenet121"):
         (kp.NonFiniteResultError, r"overflowed float32"),
+    # Grad-CAM needs a convolutional feature map of a float input; occlusion a float input with
+    # spatial axes (a vector has no patches) and one input.
+    (r"grad_cam|grad_cam\+\+", r"dense_mlp|dense_rank3|embedding|merges|nonrelu|preprocessing|shared_fanout"):
+        (kp.NotAnalyzeableModelError, r"needs a convolutional feature map"),
+    (r"occlusion", r"dense_mlp|embedding|merges|nonrelu|preprocessing|shared_fanout"):
+        (kp.NotAnalyzeableModelError, r"needs a float input shaped \(batch, \*spatial, channels\)"),
+    (r"occlusion", r"multi_input"): (kp.NotAnalyzeableModelError, r"occludes patches of one input"),
 }
 
 #: Analyzers whose rules divide by forward quantities (LRP and Deep Taylor: z, z + eps*sign(z),
