@@ -204,12 +204,13 @@ def linear_resize(x, sizes):
 
 
 def _resize_axis(x, axis, out_size):
+    # Coordinates in the map's dtype: float32 as TensorFlow's kernel, float64 for float64 maps.
     in_size = tf.shape(x)[axis]
-    scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
-    src = (tf.cast(tf.range(out_size), tf.float32) + 0.5) * scale - 0.5
-    src = tf.clip_by_value(src, 0.0, tf.cast(in_size - 1, tf.float32))
+    scale = tf.cast(in_size, x.dtype) / tf.cast(out_size, x.dtype)
+    src = (tf.cast(tf.range(out_size), x.dtype) + 0.5) * scale - 0.5
+    src = tf.clip_by_value(src, tf.zeros((), x.dtype), tf.cast(in_size - 1, x.dtype))
     low = tf.floor(src)
-    frac = tf.cast(src - low, x.dtype)
+    frac = src - low
     low = tf.cast(low, tf.int32)
     high = tf.minimum(low + 1, in_size - 1)
     a, b = tf.gather(x, low, axis=axis), tf.gather(x, high, axis=axis)
