@@ -175,3 +175,28 @@ def test_occlusion_config_round_trip(tmp_path):
     analyzer.save(path)
     np.testing.assert_array_equal(kp.load_analyzer(path).analyze(x), analyzer.analyze(x))
     assert kp.registry.capabilities("occlusion")["output_kind"] == "attribution"
+
+
+@pytest.mark.parametrize("name", ["grad_cam", "grad_cam++", "occlusion"])
+def test_failed_calls_say_why_and_leave_the_model_unchanged(name):
+    """What tests/test_state.py checks on its MLP, on a CNN these analyzers accept."""
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((5, 6, 2))
+    model = keras.Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(L.Conv2D(3, 2, activation="relu")(inp))))
+    weights = [w.copy() for w in model.get_weights()]
+    analyzer = kp.create_analyzer(name, model)
+    x = np.random.default_rng(8).normal(size=(2, 5, 6, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match="must have shape"):
+        analyzer.analyze(np.zeros((2, 5, 7, 2), "float32"))
+    nan = x.copy()
+    nan[1, 2, 3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        analyzer.analyze(nan)
+    with pytest.raises(ValueError, match="neuron_selection"):
+        analyzer.analyze(x, neuron_selection=1)
+    indexed = kp.create_analyzer(name, model, neuron_selection_mode="index")
+    with pytest.raises(ValueError, match=r"must be in \[0, 3\)"):
+        indexed.analyze(x, neuron_selection=3)
+    np.testing.assert_array_equal(indexed.analyze(x, [0, 2])[1], indexed.analyze(x[1:], 2)[0])
+    for w0, w1 in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(w0, w1)
