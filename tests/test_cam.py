@@ -264,7 +264,8 @@ def test_models_without_spatial_feature_map_are_refused():
     lstm = keras.Model(seq_in, L.Dense(2)(L.GlobalAveragePooling1D()(L.LSTM(4, return_sequences=True)(seq_in))))
     for model in (mlp, lstm):
         for name in ("grad_cam", "grad_cam++"):
-            with pytest.raises(kp.NotAnalyzeableModelError, match=re.escape(name) + " needs a convolutional feature map"):
+            match = re.escape(name) + " needs a convolutional feature map"
+            with pytest.raises(kp.NotAnalyzeableModelError, match=match):
                 kp.create_analyzer(name, model)
 
 

@@ -53,7 +53,8 @@ EXPECTED_REFUSALS = {
         (kp.NotAnalyzeableModelError, r"needs a float input shaped \(batch, \*spatial, channels\)"),
     (r"occlusion", r"multi_input|fuzz_.*_2in"): (kp.NotAnalyzeableModelError, r"occludes patches of one input"),
     # test_fuzz_architectures' generated models (see its _refusal_name)
-    (r"grad_cam|grad_cam\+\+", r"fuzz_.*_noconv.*"): (kp.NotAnalyzeableModelError, r"needs a convolutional feature map"),
+    (r"grad_cam|grad_cam\+\+", r"fuzz_.*_noconv.*"):
+        (kp.NotAnalyzeableModelError, r"needs a convolutional feature map"),
     (r"occlusion", r"fuzz_dense.*"): (kp.NotAnalyzeableModelError, r"needs a float input shaped"),
 }
 
