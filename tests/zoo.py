@@ -328,7 +328,14 @@ SLOW_ZOO = {
     "resnet50": _app(keras.applications.ResNet50, 32),
     "mobilenetv2": _app(keras.applications.MobileNetV2, 32),
     "densenet121": _app(keras.applications.DenseNet121, 32),
+    # issue 10: squeeze-excitation Multiply, swish / hard-swish, LayerNormalization, GELU,
+    # LayerScale, Keras operations as layers. Explained by the gradient family.
+    "efficientnetb0": _app(keras.applications.EfficientNetB0, 32),
+    "mobilenetv3small": _app(keras.applications.MobileNetV3Small, 32),
+    "convnexttiny": _app(keras.applications.ConvNeXtTiny, 32),
 }
+#: The applications that only the gradient family explains (see ANY_MODEL_ZOO).
+ANY_MODEL_APPS = ("efficientnetb0", "mobilenetv3small", "convnexttiny")
 
 
 def build(name, seed=0):
