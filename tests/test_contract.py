@@ -13,11 +13,13 @@ import json
 import os
 import re
 
+import keras
 import numpy as np
 import pytest
 
 import keras_patterns as kp
 import zoo
+from keras_patterns.graph.layers import SUPPORTED_LAYERS
 
 ANALYZERS = kp.list_analyzers()
 
@@ -39,7 +41,8 @@ EXTRA_KWARGS = {
 EXPECTED_REFUSALS = {
     (r"deconvnet|guided_backprop|deep_taylor.*", r"nonrelu"):
         (kp.NotAnalyzeableModelError, r"only specified for networks with ReLU"),
-    (r"smoothgrad|squaregrad|vargrad|integrated_gradients", r"embedding"): (ValueError, r"needs float inputs"),
+    (r"smoothgrad|squaregrad|vargrad|integrated_gradients", r"embedding|lstm_text"):
+        (ValueError, r"needs float inputs"),
     # LRP-Z without bias (and epsilon 1e-7, the same in float32) on the randomly initialised deep
     # networks: relevance grows ~10x per block (MobileNetV2: 1e21 at block 7, 6e31 at block 3) and
     # overflows float32; the analyzer says so. lrp.z / lrp.epsilon with bias stay finite there.
@@ -57,6 +60,20 @@ EXPECTED_REFUSALS = {
         (kp.NotAnalyzeableModelError, r"needs a convolutional feature map"),
     (r"occlusion", r"fuzz_dense.*"): (kp.NotAnalyzeableModelError, r"needs a float input shaped"),
 }
+
+#: The rule-based analyzers (every registered one outside the gradient family and the baselines).
+RULE_BASED = r"lrp.*|deep_taylor.*|deconvnet|guided_backprop|pattern\..*"
+#: The zoo models that only the gradient family explains (issue 10: recurrent, Lambda and custom
+#: layers, a subclassed model, Conv2DTranspose while it has no rule): the rule-based analyzers
+#: refuse them (a layer without a rule, no layer graph, or a non-ReLU net for the signal methods),
+#: and the refusal names the gradient family, which passes the whole contract there.
+_UNRULED = [m for m in zoo.ANY_MODEL_ZOO
+            if m != "conv2d_transpose" or not issubclass(keras.layers.Conv2DTranspose, SUPPORTED_LAYERS)]
+EXPECTED_REFUSALS[(RULE_BASED, "|".join(_UNRULED + list(zoo.ANY_MODEL_APPS)))] = (
+    kp.NotAnalyzeableModelError,
+    r"(without a backward rule|has no layer graph|only specified for networks with ReLU).*"
+    r"The gradient family \('gradient', 'input_t_gradient'",
+)
 
 #: Analyzers whose rules divide by forward quantities (LRP and Deep Taylor: z, z + eps*sign(z),
 #: fan-in sums, alpha-beta parts, proportional splits at Add layers). On the deep applications a
@@ -254,18 +271,35 @@ def test_contract(name, model_name, tmp_path):
 APP_CORE = ("gradient", "lrp.epsilon", "lrp.sequential_preset_a", "deep_taylor", "pattern.attribution")
 
 
+#: On the applications only the gradient family explains (``zoo.ANY_MODEL_APPS``): these run on
+#: every one of them (``random`` and ``input`` do not trace the model: cheap), the wrappers in turn,
+#: and one representative per rule-based family checks the refusal.
+APP_ANY_MODEL_CORE = ("gradient", "gradient.baseline", "random", "input")
+APP_ANY_MODEL_TURNS = ("input_t_gradient", "smoothgrad", "vargrad", "squaregrad", "integrated_gradients")
+APP_ANY_MODEL_REFUSALS = ("lrp.epsilon", "deconvnet", "deep_taylor", "pattern.attribution")
+
+
 def application_cases(full=None):
     """The (analyzer, application) pairs of :func:`test_contract_applications`.
 
     The full matrix (every analyzer on every application; ``KP_FULL_ZOO=1``) takes about 27 min on
     two cores, most of CI's time. By default every analyzer runs on one application (assigned in
     turn, so each application meets every kind of rule) and :data:`APP_CORE` on all of them: every
-    analyzer still meets a deep network and every application every method family.
+    analyzer still meets a deep network and every application every method family. On the
+    applications of ``zoo.ANY_MODEL_APPS`` (EfficientNetB0, MobileNetV3Small, ConvNeXtTiny) the
+    gradient family runs (:data:`APP_ANY_MODEL_CORE` on each, the wrappers in turn) and the
+    rule-based families are checked to refuse them (:data:`APP_ANY_MODEL_REFUSALS`).
     """
     full = os.environ.get("KP_FULL_ZOO", "") not in ("", "0") if full is None else full
-    apps = sorted(zoo.SLOW_ZOO)
-    return [(name, app) for i, name in enumerate(ANALYZERS) for j, app in enumerate(apps)
-            if full or name in APP_CORE or i % len(apps) == j]
+    apps = sorted(set(zoo.SLOW_ZOO) - set(zoo.ANY_MODEL_APPS))
+    cases = [(name, app) for i, name in enumerate(ANALYZERS) for j, app in enumerate(apps)
+             if full or name in APP_CORE or i % len(apps) == j]
+    new_apps = sorted(zoo.ANY_MODEL_APPS)
+    for j, app in enumerate(new_apps):
+        cases += [(name, app) for i, name in enumerate(ANALYZERS)
+                  if full or name in APP_ANY_MODEL_CORE + APP_ANY_MODEL_REFUSALS
+                  or name in APP_ANY_MODEL_TURNS and APP_ANY_MODEL_TURNS.index(name) % len(new_apps) == j]
+    return cases
 
 
 @pytest.mark.slow
