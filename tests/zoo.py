@@ -216,14 +216,60 @@ def nonrelu():
     ], name="nonrelu")
 
 
+class ChannelScale(L.Layer):
+    """``x * gamma`` with one weight vector, as ConvNeXt's ``LayerScale`` (detected without
+    registration by ``keras_patterns.graph.layers.is_channel_scale``)."""
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(
+            shape=(input_shape[-1],), initializer=keras.initializers.RandomUniform(0.5, 1.5)
+        )
+
+    def call(self, x):
+        return x * self.gamma
+
+
+def modern_blocks(bias=True, name="modern_blocks"):
+    """Conv -> LayerNorm -> GELU -> squeeze-excitation (swish, sigmoid, ``Multiply``) -> residual
+    branch (GroupNorm, a LayerScale-like ``ChannelScale``, ``x + y``) -> GLU gate written as
+    ``h * keras.activations.sigmoid(g)`` -> ``keras.ops.mean`` -> Dense(swish) -> UnitNormalization
+    -> ``keras.activations.gelu``. With ``bias=False`` every layer is bias- and offset-free (for the
+    conservation identities)."""
+    inp = keras.Input((6, 6, 3))
+    h = L.Conv2D(8, 3, padding="same", use_bias=bias)(inp)
+    h = L.LayerNormalization(center=bias)(h)
+    h = L.Activation("gelu")(h)
+    s = L.GlobalAveragePooling2D(keepdims=True)(h)
+    s = L.Conv2D(4, 1, activation="swish", use_bias=bias)(s)
+    s = L.Conv2D(8, 1, activation="sigmoid", use_bias=bias)(s)
+    h = L.Multiply()([h, s])
+    r = L.Conv2D(8, 1, use_bias=bias)(h)
+    r = L.GroupNormalization(groups=2, center=bias)(r)
+    r = ChannelScale()(r)
+    h = h + r
+    g = L.Dense(8, use_bias=bias)(h)
+    h = h * keras.activations.sigmoid(g)
+    h = keras.ops.mean(h, axis=[1, 2])
+    h = L.Dense(6, activation="swish", use_bias=bias)(h)
+    h = L.UnitNormalization()(h)
+    h = keras.activations.gelu(h)
+    return keras.Model(inp, L.Dense(3, use_bias=bias)(h), name=name)
+
+
+def modern_bias_free():
+    return modern_blocks(bias=False, name="modern_bias_free")
+
+
 ZOO = {
     f.__name__: f
     for f in [
         dense_mlp, dense_rank3, conv1d, conv2d_pool, conv3d, depthwise_separable,
         depthwise_separable_1d, batchnorm, reshaping, merges, preprocessing, embedding, residual,
-        nested, multi_input, shared_fanout, nonrelu,
+        nested, multi_input, shared_fanout, nonrelu, modern_blocks,
     ]
 }
+#: Built by name like the zoo but not in the contract matrix.
+EXTRA = {"modern_bias_free": modern_bias_free}
 
 
 def _app(fn, size, **kw):
@@ -246,7 +292,7 @@ SLOW_ZOO = {
 def build(name, seed=0):
     """Builds zoo model ``name`` with deterministic weights."""
     keras.utils.set_random_seed(seed)
-    return {**ZOO, **SLOW_ZOO}[name]()
+    return {**ZOO, **SLOW_ZOO, **EXTRA}[name]()
 
 
 _CACHE = {}
@@ -273,7 +319,7 @@ def cached_float64(name):
         keras.config.set_floatx("float64")  # the model's Input too, not only its layers
         try:
             keras.utils.set_random_seed(0)
-            twin = {**ZOO, **SLOW_ZOO}[name]()
+            twin = {**ZOO, **SLOW_ZOO, **EXTRA}[name]()
         finally:
             keras.config.set_dtype_policy(previous)
             keras.config.set_floatx(floatx)

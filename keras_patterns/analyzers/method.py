@@ -55,6 +55,8 @@ class Method:
         conserves_relevance: the method is designed so that a map sums to the explained output on
             bias-free ReLU networks (LRP, Deep Taylor).
         needs_fitting: the analyzer must be fitted before it explains (the pattern methods).
+        relu_note: appended to the refusal or warning of :attr:`requires_relu` (e.g. the option
+            that makes the method work on non-ReLU networks).
 
     Raises:
         ValueError: a field outside its allowed values.
@@ -69,6 +71,7 @@ class Method:
     output_kind: str = "attribution"
     conserves_relevance: bool = False
     needs_fitting: bool = False
+    relu_note: str = ""
 
     def __post_init__(self):
         for field, allowed in (("seed", SEEDS), ("postprocess", POSTPROCESS),
@@ -100,7 +103,7 @@ class Method:
                 )
         elif self.requires_relu is not None:
             action = "warn" if self.requires_relu == "warn" or disable_model_checks else "raise"
-            check_relu_only(graph, name, warn_for=self.relu_variants, action=action)
+            check_relu_only(graph, name, warn_for=self.relu_variants, action=action, note=self.relu_note)
 
 
 def check_postprocess(postprocess):
