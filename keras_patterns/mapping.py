@@ -92,10 +92,15 @@ def resolve(graph, rules=(), method=None):
     custom = [(cls, rule) for cls, rule, methods in _CUSTOM_RULES if methods is None or method in methods]
     defaults = [(EMBEDDING, EMBEDDING_SUM), (SUPPORTED_LAYERS, GRADIENT), (is_channel_scale, GRADIENT)]
     pairs = [(as_condition(condition), rule) for condition, rule in list(rules) + custom + defaults]
+    registered = [(as_condition(cls), rule) for cls, rule in custom]
     for node in graph.nodes:
         for match, rule in pairs:
             if match(node, graph):
-                if rule.name == "unsupported":  # a refusal with a reason (e.g. an ambiguous gate)
+                if rule.name == "unsupported":
+                    # A method's refusal with a reason (e.g. an ambiguous gate), unless the user
+                    # registered a rule for the layer class.
+                    rule = next((r for m, r in registered if m(node, graph)), rule)
+                if rule.name == "unsupported":
                     why = dict(rule.params).get("reason", "")
                     unsupported.append((node.name, node.class_name, f"{describe_node(node)}: {why}"))
                 else:

@@ -36,7 +36,7 @@ EXTRA_KWARGS = {
 
 #: (analyzer regex, model regex) -> (error class, message regex) of an expected, clear refusal.
 EXPECTED_REFUSALS = {
-    (r"deconvnet|guided_backprop|deep_taylor.*", r"nonrelu"):
+    (r"deconvnet|guided_backprop|deep_taylor.*", r"nonrelu|modern_blocks"):
         (kp.NotAnalyzeableModelError, r"only specified for networks with ReLU"),
     (r"smoothgrad|squaregrad|vargrad|integrated_gradients", r"embedding"): (ValueError, r"needs float inputs"),
     # LRP-Z without bias (and epsilon 1e-7, the same in float32) on the randomly initialised deep

@@ -234,23 +234,27 @@ def modern_blocks(bias=True, name="modern_blocks"):
     branch (GroupNorm, a LayerScale-like ``ChannelScale``, ``x + y``) -> GLU gate written as
     ``h * keras.activations.sigmoid(g)`` -> ``keras.ops.mean`` -> Dense(swish) -> UnitNormalization
     -> ``keras.activations.gelu``. With ``bias=False`` every layer is bias- and offset-free (for the
-    conservation identities)."""
+    conservation identities). The kernel layers on the relevance path have fan-ins of 12 or more:
+    alpha-beta drops the relevance of a unit whose contributions all have one sign (an empty
+    activator or inhibitor), which with random signs happens with probability 2**-fan_in per unit
+    (a ReLU network gives such units no relevance; here LayerNorm and the proportional split of
+    ``x + y`` can)."""
     inp = keras.Input((6, 6, 3))
-    h = L.Conv2D(8, 3, padding="same", use_bias=bias)(inp)
+    h = L.Conv2D(16, 3, padding="same", use_bias=bias)(inp)
     h = L.LayerNormalization(center=bias)(h)
     h = L.Activation("gelu")(h)
     s = L.GlobalAveragePooling2D(keepdims=True)(h)
     s = L.Conv2D(4, 1, activation="swish", use_bias=bias)(s)
-    s = L.Conv2D(8, 1, activation="sigmoid", use_bias=bias)(s)
+    s = L.Conv2D(16, 1, activation="sigmoid", use_bias=bias)(s)
     h = L.Multiply()([h, s])
-    r = L.Conv2D(8, 1, use_bias=bias)(h)
-    r = L.GroupNormalization(groups=2, center=bias)(r)
+    r = L.Conv2D(16, 3, padding="same", use_bias=bias)(h)
+    r = L.GroupNormalization(groups=4, center=bias)(r)
     r = ChannelScale()(r)
     h = h + r
-    g = L.Dense(8, use_bias=bias)(h)
+    g = L.Dense(16, use_bias=bias)(h)
     h = h * keras.activations.sigmoid(g)
     h = keras.ops.mean(h, axis=[1, 2])
-    h = L.Dense(6, activation="swish", use_bias=bias)(h)
+    h = L.Dense(12, activation="swish", use_bias=bias)(h)
     h = L.UnitNormalization()(h)
     h = keras.activations.gelu(h)
     return keras.Model(inp, L.Dense(3, use_bias=bias)(h), name=name)

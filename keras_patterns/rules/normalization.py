@@ -51,7 +51,8 @@ def affine_parts(layer, x):
     rank, dtype = len(x.shape), x.dtype
 
     def cast(v):
-        return tf.cast(tf.convert_to_tensor(v), dtype)
+        # Python floats straight to x's dtype (1e-3 through float32 would be off by 5e-11)
+        return tf.constant(v, dtype) if isinstance(v, (int, float)) else tf.cast(tf.convert_to_tensor(v), dtype)
 
     if isinstance(layer, L.LayerNormalization):
         axes = _axes(layer.axis, rank)
