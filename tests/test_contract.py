@@ -39,7 +39,7 @@ EXTRA_KWARGS = {
 
 #: (analyzer regex, model regex) -> (error class, message regex) of an expected, clear refusal.
 EXPECTED_REFUSALS = {
-    (r"deconvnet|guided_backprop|deep_taylor.*", r"nonrelu"):
+    (r"deconvnet|guided_backprop|deep_taylor.*", r"nonrelu|modern_blocks"):
         (kp.NotAnalyzeableModelError, r"only specified for networks with ReLU"),
     (r"smoothgrad|squaregrad|vargrad|integrated_gradients", r"embedding|lstm_text"):
         (ValueError, r"needs float inputs"),

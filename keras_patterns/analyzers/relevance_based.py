@@ -26,6 +26,7 @@ from keras_patterns.graph.layers import (
 )
 from keras_patterns.rules import IDENTITY, Rule
 from keras_patterns.rules import lrp as R
+from keras_patterns.rules.modern import LRP_MODERN_RULES
 
 
 
@@ -108,7 +109,9 @@ def _until_condition(model, idx):
 
 
 #: LRP: start from the selected output value; relevance is conserved by design.
-LRP_METHOD = Method(seed="value", conserves_relevance=True)
+#: Modern layers (gates, LayerNormalization, Keras operations, LayerScale) get the rules of
+#: :data:`~keras_patterns.rules.modern.LRP_MODERN_RULES`.
+LRP_METHOD = Method(rules=LRP_MODERN_RULES, seed="value", conserves_relevance=True)
 #: The presets for ConvNets warn on networks with non-ReLU activations.
 _RELU_ADVISED = LRP_METHOD.replace(requires_relu="advise")
 
