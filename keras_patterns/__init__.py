@@ -39,7 +39,7 @@ __all__ = sorted(_LAZY) + ["callbacks"]
 
 #: submodules that ``import keras_patterns`` used to import eagerly (``kp.analyzers`` etc.).
 _SUBMODULES = ("analyzers", "callbacks", "canonizers", "datasets", "errors", "graph", "io", "linear",
-               "mapping", "mirror", "models", "patterns", "rules", "selection", "fingerprint",
+               "mapping", "mirror", "models", "patterns", "rules", "selection", "fingerprint", "evaluation",
                "visualization")
 
 
