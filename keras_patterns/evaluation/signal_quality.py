@@ -247,20 +247,33 @@ def _per_unit_moments(sums, depthwise, cin):
 
         def xx(units):
             return exx[ch[units]]
+
+        def xx_quad(units, v):  # v_k^T E[x x^T]_k v_k
+            return np.einsum("ki,kij,kj->k", v, exx[ch[units]], v)
     else:
         ex = np.repeat((sums["x"] / n)[:, None], c, axis=1)
         exx = sums["xx"] / n
 
         def xx(units):
             return np.broadcast_to(exx, (len(units),) + exx.shape)
+
+        def xx_quad(units, v):
+            return np.sum((v @ exx) * v, axis=1)
     return {
-        "n": n, "x": ex, "xx": xx, "xy": sums["xy"] / n, "xym": sums["xym"] / n,
+        "n": n, "x": ex, "xx": xx, "xx_quad": xx_quad, "xy": sums["xy"] / n, "xym": sums["xym"] / n,
         "y": sums["y"] / n, "yy": sums["yy"] / n, "ym": sums["ym"] / n, "yym": sums["yym"] / n,
     }
 
 
 def _residual_moments(m, p, q, units):
-    """Cov(r) (k, D, D), Cov(r, y) (k, D), Var(y) (k,) for r = x - y (gate p + (1 - gate) q)."""
+    """The residual r = x - y (gate p + (1 - gate) q) of units ``units`` in low-rank form.
+
+    Returns ``(U, M, cov_ry, var_y)`` with Cov(r) = E[x x^T] + U M U^T per unit (U (k, D, 5),
+    M (k, 5, 5)), Cov(r, y) (k, D) and Var(y) (k,). With delta = p - q and er = E[r]:
+    E[r r^T] = E[x x^T] - (E[x y m] delta^T + delta E[x y m]^T) - (E[x y] q^T + q E[x y]^T)
+    + E[y^2 m] (delta delta^T + delta q^T + q delta^T) + E[y^2] q q^T (m^2 = m), and
+    Cov(r) = E[r r^T] - er er^T.
+    """
     p, q = p[:, units].T, q[:, units].T  # (k, D)
     delta = p - q
     ex, exy, exym = m["x"][:, units].T, m["xy"][:, units].T, m["xym"][:, units].T
@@ -268,17 +281,13 @@ def _residual_moments(m, p, q, units):
     er = ex - eym[:, None] * delta - ey[:, None] * q
     ery = exy - eyym[:, None] * delta - eyy[:, None] * q
     cov_ry = ery - er * ey[:, None]
-    err = np.array(m["xx"](units), dtype="float64", copy=True)
-
-    def sym(a, b):  # a b^T + b a^T per unit
-        outer = np.einsum("ki,kj->kij", a, b)
-        return outer + outer.transpose(0, 2, 1)
-
-    err -= sym(exym, delta) + sym(exy, q)
-    err += eyym[:, None, None] * (np.einsum("ki,kj->kij", delta, delta) + sym(delta, q))
-    err += eyy[:, None, None] * np.einsum("ki,kj->kij", q, q)
-    cov_r = err - np.einsum("ki,kj->kij", er, er)
-    return cov_r, cov_ry, eyy - ey * ey
+    basis = np.stack([exym, exy, delta, q, er], axis=2)  # (k, D, 5)
+    coef = np.zeros((len(units), 5, 5))
+    coef[:, 0, 2] = coef[:, 2, 0] = coef[:, 1, 3] = coef[:, 3, 1] = -1.0
+    coef[:, 2, 2] = coef[:, 2, 3] = coef[:, 3, 2] = eyym
+    coef[:, 3, 3] = eyy
+    coef[:, 4, 4] = -1.0
+    return basis, coef, cov_ry, eyy - ey * ey
 
 
 def _rho(m_v, m_t, p, q):
@@ -288,11 +297,15 @@ def _rho(m_v, m_t, p, q):
     rho = np.empty(c)
     for start in range(0, c, chunk):
         units = np.arange(start, min(c, start + chunk))
-        cov_r, cov_ry, _ = _residual_moments(m_v, p, q, units)
+        basis, coef, cov_ry, _ = _residual_moments(m_v, p, q, units)
+        cov_r = m_v["xx"](units) + basis @ coef @ basis.transpose(0, 2, 1)
         lam = RIDGE * np.maximum(np.trace(cov_r, axis1=1, axis2=2) / d, np.finfo("float64").tiny)
-        v = np.linalg.solve(cov_r + lam[:, None, None] * np.eye(d), cov_ry[..., None])[..., 0]
-        cov_r_t, cov_ry_t, var_y_t = _residual_moments(m_t, p, q, units)
-        var_v = np.einsum("ki,kij,kj->k", v, cov_r_t, v)
+        cov_r[:, np.arange(d), np.arange(d)] += lam[:, None]
+        v = np.linalg.solve(cov_r, cov_ry[..., None])[..., 0]
+        del cov_r
+        basis, coef, cov_ry_t, var_y_t = _residual_moments(m_t, p, q, units)
+        bv = np.einsum("kdi,kd->ki", basis, v)
+        var_v = m_t["xx_quad"](units, v) + np.einsum("ki,kij,kj->k", bv, coef, bv)
         num = np.einsum("ki,ki->k", v, cov_ry_t)
         with np.errstate(all="ignore"):
             corr = np.where(var_v > 0, num / np.sqrt(np.maximum(var_v, 0) * var_y_t), 0.0)
