@@ -36,7 +36,7 @@ N_TOY = 200_000
 #: The deviation bound: the sample correlation of two variables has a standard deviation of at
 #: most (1 - rho^2) / sqrt(n) <= 1 / sqrt(n); rho_hat carries three such estimation errors (the
 #: pattern from fit_data, v from v_data, the correlation on test_data), each bounded at 4
-#: standard deviations: 4 * 3 / sqrt(2e5) = 0.027. (Measured: |error| < 0.003 for both.)
+#: standard deviations: 4 * 3 / sqrt(2e5) = 0.027. (Measured errors: S_w 0.0021, S_a 0.0056.)
 TOY_TOL = 4 * 3 / np.sqrt(N_TOY)
 
 
