@@ -145,4 +145,8 @@ def test_reproduce_paper(tmp_path):
         assert row["emd_score"] is None or 0.0 <= row["emd_score"] <= 1.0
     assert out["tetromino"]["gradient"]["precision"] > out["tetromino"]["random"]["precision"]
     assert [os.path.basename(f) for f in out["files"]] == [
-        "reproduce_rho.png", "reproduce_degradation.png", "reproduce_sanity.png"]
+        "reproduce_rho.png", "reproduce_degradation.png", "reproduce_degradation_probability.png",
+        "reproduce_sanity.png"]
+    dp = out["degradation_probability"]
+    assert dp["settings"]["output"] == "probability" and set(dp["aopc"]) == set(d["aopc"])
+    assert all(0.0 <= v <= 1.0 for c in dp["curves"].values() for v in c)

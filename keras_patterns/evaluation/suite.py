@@ -245,8 +245,16 @@ _STYLE = {"pattern.attribution": ("C3", "-", 2.5), "pattern.net": ("C3", "--", 2
           RANDOM_ORDER: ("k", ":", 2.0)}
 
 
+#: tab20 without its reds (PatternNet/PatternAttribution are red): 18 distinct colours.
+_COLORS = [i for i in range(20) if i not in (6, 7)]
+
+
 def _style(name, i):
-    return _STYLE.get(name, (f"C{i % 10}" if i % 10 != 3 else "C9", "-", 1.2))
+    if name in _STYLE:
+        return _STYLE[name]
+    import matplotlib
+
+    return matplotlib.colormaps["tab20"](_COLORS[(2 * i) % 18 + (2 * i // 18) % 2]), "-", 1.3
 
 
 def plot_rho(result, path):
