@@ -143,6 +143,7 @@ def test_reproduce_paper(tmp_path):
     assert set(out["tetromino"]) == names - set(out["skipped"])
     for row in out["tetromino"].values():
         assert row["emd_score"] is None or 0.0 <= row["emd_score"] <= 1.0
+        assert 0 <= row["zero_maps"] <= 4 and (row["emd_score"] is None) == (row["zero_maps"] == 4)
     assert out["tetromino"]["gradient"]["precision"] > out["tetromino"]["random"]["precision"]
     assert [os.path.basename(f) for f in out["files"]] == [
         "reproduce_rho.png", "reproduce_degradation.png", "reproduce_degradation_probability.png",

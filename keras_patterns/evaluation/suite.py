@@ -205,13 +205,15 @@ def ground_truth(maps, masks, emd=False, solver="auto"):
         maps: ``{name: maps}``.
         masks: ``(n, H, W)`` or ``(n, H, W, 1)`` 0/1 masks.
         emd: also compute :func:`emd_score` and :func:`precision` (the EMD is an exact optimal
-            transport per map: seconds per map above 16x16 without POT). Defaults to `False`.
+            transport per map: seconds per map above 16x16 without POT), and count the all-zero
+            maps. Defaults to `False`.
         solver: the EMD solver. Defaults to `"auto"`.
 
     Returns:
         ``{name: {"relevance_mass_accuracy", "relevance_rank_accuracy", "pointing_game",
-        "correlation"[, "emd_score", "precision"]: mean over samples}}``; a metric that a map
-        cannot have (EMD of an all-zero map) is None.
+        "correlation"[, "emd_score", "precision", "zero_maps"]: mean over samples}}``. An all-zero
+        map has no EMD: ``"emd_score"`` is the mean over the other maps (None if none is left) and
+        ``"zero_maps"`` counts them.
     """
     from keras_patterns.evaluation import emd_score, localization, precision
 
@@ -223,9 +225,10 @@ def ground_truth(maps, masks, emd=False, solver="auto"):
         row = {k: float(v.mean()) for k, v in localization(m2, masks2 > 0).items()}
         row["correlation"] = float(_correlation(m2, masks2).mean())
         if emd:
-            flat = np.abs(m2).reshape(len(m2), -1).sum(axis=1)
-            row["emd_score"] = float(emd_score(m2, masks2, solver=solver).mean()) if np.all(flat > 0) else None
+            mass = np.abs(m2).reshape(len(m2), -1).sum(axis=1) > 0
+            row["emd_score"] = float(emd_score(m2[mass], masks2[mass], solver=solver).mean()) if mass.any() else None
             row["precision"] = float(precision(m2, masks2).mean())
+            row["zero_maps"] = int((~mass).sum())
         out[name] = row
     return out
 
