@@ -75,3 +75,21 @@ class NonFiniteDataError(KerasPatternsError, ValueError):
         super().__init__(message)
         self.batch = batch
         self.samples = list(samples)
+
+
+#: The registered analyzers that need no rule per layer: they differentiate through any layer
+#: (recurrent, Lambda, custom layers, Keras operations) and treat a model without a layer graph (a
+#: subclassed model) as one node. Named by the errors of the rule-based methods.
+_GRADIENT_FAMILY = (
+    "gradient", "input_t_gradient", "smoothgrad", "vargrad", "squaregrad", "integrated_gradients",
+    "gradient.baseline",
+)
+
+
+def _works_on_any_model():
+    """The sentence the rule-based methods' refusals end with: which analyzers do work."""
+    names = ", ".join(repr(n) for n in _GRADIENT_FAMILY)
+    return (
+        f"The gradient family ({names}) needs no rule per layer and works on this model: it "
+        "differentiates through any layer TensorFlow can differentiate."
+    )

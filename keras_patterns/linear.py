@@ -4,13 +4,19 @@ Rules replace a layer's kernel W by something else (a pattern A, W*A, W+, W**2, 
 applies the bias-free linear map of a Dense/Conv/DepthwiseConv layer with any kernel of the same
 shape, so every rule works for every kernel layer kind (Conv1D/2D/3D with strides, dilation,
 SAME/VALID/causal padding and groups, DepthwiseConv1D/2D, Dense on inputs of any rank).
+:class:`LinearView` is the one object rules and the pattern statistics use to see a node as
+``z = lin(x, K) + b``: the map with any kernel, its transpose (with respect to the input and to
+the kernel), and the bias along the channel axis.
 """
 
+import functools
+
+import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_patterns.graph.layers import CONV, DENSE, DEPTHWISE, KERNEL_LAYERS
+from keras_patterns.graph.layers import BATCH_NORMALIZATION, CONV, DENSE, DEPTHWISE, KERNEL_LAYERS
 
 
 def apply_kernel(layer, x, kernel):
@@ -191,3 +197,150 @@ def batchnorm_scale_offset(layer):
         return o + tf.convert_to_tensor(layer.beta) if layer.center else o
 
     return scale, offset
+
+
+class LinearView:
+    """A kernel node or a BatchNormalization node as ``z = lin(x, K) + b`` with any kernel-shaped K.
+
+    Built inside a traced function (the reverse pass, the statistics update): :attr:`kernel` and
+    :attr:`bias` are tensors read from the model's live variables on first use (through the
+    node's :class:`LinearParams`; for BatchNormalization the per-channel scale and offset of its
+    inference-time map), so nothing goes stale when the model trains.
+
+    Args:
+        node: a node of a canonized graph whose layer is a Dense, ConvND, DepthwiseConvND or
+            BatchNormalization layer.
+
+    Raises:
+        TypeError: for any other layer.
+
+    Example:
+
+    ```python
+    view = LinearView(node)
+    z, back = view.forward_vjp(x, tf.maximum(view.kernel, 0))   # W+^T x, s -> W+ s
+    ```
+    """
+
+    def __init__(self, node):
+        layer = node.layer
+        self.layer = layer
+        self.is_bn = isinstance(layer, BATCH_NORMALIZATION)
+        if isinstance(layer, KERNEL_LAYERS):
+            self.params = node_params(node)
+        elif self.is_bn:
+            self.params = None
+            axis = layer.axis
+            self.axes = [axis] if isinstance(axis, int) else list(axis)
+        else:
+            raise TypeError(
+                "LRP kernel rules apply to Dense, ConvND, DepthwiseConvND and BatchNormalization "
+                f"layers. Received: {type(layer).__name__} ({layer.name})"
+            )
+
+    @functools.cached_property
+    def _kernel_bias(self):
+        if self.is_bn:
+            scale, offset = batchnorm_scale_offset(self.layer)
+            return scale(), offset()
+        return self.params.kernel(), self.params.bias()
+
+    @property
+    def kernel(self):
+        """The kernel as a tensor (for BatchNormalization the per-channel scale)."""
+        return self._kernel_bias[0]
+
+    @property
+    def bias(self):
+        """The bias as a tensor, or None (for BatchNormalization the offset)."""
+        return self._kernel_bias[1]
+
+    def channel_axis(self, rank):
+        """The axis of the output units in an output of rank ``rank`` (non-negative)."""
+        return (rank - 1) if channels_last(self.layer) else 1
+
+    def _bn_shape(self, rank):
+        shape = [1] * rank
+        axes = [a % rank for a in self.axes]
+        sizes = self.kernel.shape if len(axes) > 1 else [int(np.prod(self.kernel.shape))]
+        for a, n in zip(axes, sizes):
+            shape[a] = n
+        return shape
+
+    def apply(self, x, kernel):
+        """The bias-free linear map with ``kernel`` (a tensor shaped like :attr:`kernel`)."""
+        kernel = tf.cast(kernel, x.dtype)
+        if self.is_bn:
+            return x * tf.reshape(kernel, self._bn_shape(len(x.shape)))
+        return apply_kernel(self.layer, x, kernel)
+
+    def add_bias(self, z, bias):
+        """``z + bias`` with the bias along the channel axis (``z`` unchanged for None)."""
+        if bias is None:
+            return z
+        bias = tf.cast(bias, z.dtype)
+        if self.is_bn:
+            return z + tf.reshape(bias, self._bn_shape(len(z.shape)))
+        return add_bias(self.layer, z, bias)
+
+    def remove_bias(self, z):
+        """``z - b``: the bias-free output from the node's output (``z`` when there is no bias)."""
+        if self.bias is None:
+            return z
+        bias = tf.cast(self.bias, z.dtype)
+        if self.is_bn:
+            return z - tf.reshape(bias, self._bn_shape(len(z.shape)))
+        if not channels_last(self.layer):
+            return z - tf.reshape(bias, (1, -1) + (1,) * (len(z.shape) - 2))
+        return z - bias
+
+    def vjp(self, x, kernel, s):
+        """``lin(., kernel)^T s``: the transposed linear map applied to ``s`` (shaped like x; the
+        map is linear, so ``x`` only gives the shape and dtype)."""
+        return self.forward_vjp(x, kernel)[1](s)
+
+    def forward_vjp(self, x, kernel):
+        """``(lin(x, kernel), s -> lin(., kernel)^T s)`` sharing one recorded forward pass."""
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            z = self.apply(x, kernel)
+        return z, lambda s: tape.gradient(z, x, output_gradients=s)
+
+    def filter_sums(self, x, g):
+        """``sum over rows of x_patch * g``, kernel-shaped: the transpose of the map with respect
+        to the kernel (its filter gradient) applied to ``g``.
+
+        ``g`` may hold k times the layer's output units (several signals concatenated on the
+        channel axis); the result then has k times the kernel's output units on its last axis
+        (depthwise kernels excepted: they take one signal). Dense layers use a ``tensordot``,
+        undilated channels_last Conv2D layers the backprop-filter op; everything else the
+        gradient of :meth:`apply` with respect to a kernel (its unused forward is pruned).
+
+        Raises:
+            TypeError: for a BatchNormalization node (it has no kernel to fit).
+        """
+        layer = self.layer
+        if self.is_bn:
+            raise TypeError(f"filter_sums needs a kernel layer. Received: {type(layer).__name__}")
+        kernel_shape = self.params.kernel_shape
+        if isinstance(layer, DENSE):
+            axes = list(range(len(x.shape) - 1))
+            return tf.tensordot(x, g, axes=[axes, axes])
+        if (
+            isinstance(layer, keras.layers.Conv2D) and channels_last(layer)
+            and tuple(layer.dilation_rate) == (1, 1) and layer.padding in ("same", "valid")
+            and getattr(layer, "groups", 1) == 1
+        ):
+            sizes = tf.constant(list(kernel_shape[:-1]) + [int(g.shape[-1])], tf.int32)
+            return tf.compat.v1.nn.conv2d_backprop_filter(
+                x, sizes, g, strides=[1, *layer.strides, 1], padding=layer.padding.upper(),
+            )
+        if isinstance(layer, DEPTHWISE) or not channels_last(layer):
+            shape = tuple(kernel_shape)
+        else:
+            shape = tuple(kernel_shape[:-1]) + (int(g.shape[-1]),)
+        k = tf.zeros(shape, dtype=x.dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(k)
+            y = apply_kernel(layer, x, k)
+        return tape.gradient(y, k, output_gradients=g)

@@ -5,12 +5,13 @@ match wins. A condition is a layer class, a tuple of classes, or a predicate, re
 :func:`keras_patterns.graph.layers.as_condition` (``condition(layer)``, or ``condition(node, graph)``
 when marked with :class:`~keras_patterns.graph.layers.node_condition`). After the method's own pairs come rules registered by users with
 :func:`register_rule`, then the built-in defaults (Embedding sums over its embedding axis), then the
-plain gradient for every supported layer. Layers that match nothing are reported all at once.
+plain gradient for every supported layer. Layers that match nothing are reported all at once, or,
+for a method with ``unknown_layers="gradient"`` (the gradient family), differentiated through.
 """
 
 import keras
 
-from keras_patterns.errors import UnsupportedLayerError
+from keras_patterns.errors import UnsupportedLayerError, _works_on_any_model
 from keras_patterns.graph.layers import EMBEDDING, SUPPORTED_LAYERS, as_condition
 from keras_patterns.rules import EMBEDDING_SUM, GRADIENT, Rule
 
@@ -62,7 +63,7 @@ class Plan(dict):
         return "\n".join(f"{name:{width}s}  {rule}" for name, rule in self.items())
 
 
-def resolve(graph, rules=(), method=None):
+def resolve(graph, rules=(), method=None, unknown_layers="error"):
     """Assigns a rule to every node of a graph.
 
     Args:
@@ -70,13 +71,23 @@ def resolve(graph, rules=(), method=None):
         rules: ordered ``(condition, rule)`` pairs of the method (conditions as
             :func:`~keras_patterns.graph.layers.as_condition` reads them).
         method: the analyzer name, to select rules registered for some methods only.
+        unknown_layers: ``"error"`` (refuse nodes no rule covers) or ``"gradient"``
+            (differentiate through them: the plain gradient is right for any layer under a
+            gradient method). Defaults to `"error"`.
 
     Returns:
         A :class:`Plan`.
 
     Raises:
-        UnsupportedLayerError: listing every node whose layer no rule covers.
+        UnsupportedLayerError: listing every node whose layer no rule covers (with
+            ``unknown_layers="error"``).
+        ValueError: ``unknown_layers`` not ``"error"`` or ``"gradient"``.
     """
+    if unknown_layers not in ("error", "gradient"):
+        raise ValueError(
+            "`unknown_layers` must be 'error' or 'gradient'. Received: "
+            f"unknown_layers={unknown_layers!r}"
+        )
     plan, unsupported = Plan(), []
     custom = [(cls, rule) for cls, rule, methods in _CUSTOM_RULES if methods is None or method in methods]
     defaults = [(EMBEDDING, EMBEDDING_SUM), (SUPPORTED_LAYERS, GRADIENT)]
@@ -87,14 +98,17 @@ def resolve(graph, rules=(), method=None):
                 plan[node.name] = rule
                 break
         else:
-            unsupported.append((node.name, node.class_name))
+            if unknown_layers == "gradient":
+                plan[node.name] = GRADIENT
+            else:
+                unsupported.append((node.name, node.class_name))
     if unsupported:
         listing = ", ".join(f"{name} ({cls})" for name, cls in unsupported)
         raise UnsupportedLayerError(
             f"The model contains {len(unsupported)} layer(s) without a backward rule"
             f"{' for ' + repr(method) if method else ''}: {listing}. Supported layers: "
             f"{sorted({c.__name__ for c in SUPPORTED_LAYERS})}. Map a custom layer to a rule with "
-            "keras_patterns.register_rule(LayerClass, rule).",
+            f"keras_patterns.register_rule(LayerClass, rule). {_works_on_any_model()}",
             layers=unsupported,
         )
     return plan

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import keras_patterns as kp
+from keras_patterns import visualization as vis
 from keras_patterns.datasets import make_shapes
 
 import builders
@@ -69,8 +70,10 @@ def test_maps_equal_fresh_analyzers_at_every_epoch(data, tmp_path):
             assert sorted(npz.files) == ["gradient", "lrp.epsilon", "pattern.attribution"]
             np.testing.assert_array_equal(npz["gradient"], seen[k - 1][1]["gradient"])
         png = matplotlib.image.imread(folder / f"epoch_{k:03d}.png")
-        # 4 columns of 1.6 in + labels; 4 rows (input + 3 methods) + 3 title lines + suptitle.
-        expected = (100 * (4 * 1.6 + 0.15 * 3 + 0.35 + 0.05), 100 * (4 * 1.6 + 1.25))
+        # 4 columns of 1.6 in + the row labels' margin (widest label: "pattern.attribution") + 0.05
+        # in; 4 rows (input + 3 methods) + 3 title lines + suptitle.
+        margin = vis._row_label_inches(["pattern.attribution"])
+        expected = (100 * (4 * 1.6 + 0.15 * 3 + 0.35 + 0.05), 100 * (4 * 1.6 + margin + 0.05))
         assert np.abs(np.array(png.shape[:2]) - expected).max() <= 1
 
     (events,) = glob.glob(str(folder / "events.out.tfevents.*"))

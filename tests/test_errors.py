@@ -104,10 +104,12 @@ def test_unsupported_layers_listed_at_once():
     h = keras.layers.GRU(2, name="gru_b")(h)
     model = keras.Model(inp, keras.layers.Dense(2)(h))
     with pytest.raises(kp.UnsupportedLayerError) as info:
-        kp.create_analyzer("gradient", model)
+        kp.create_analyzer("lrp.epsilon", model)
     assert info.value.layers == [("lstm_a", "LSTM"), ("gru_b", "GRU")]
     assert "lstm_a (LSTM), gru_b (GRU)" in str(info.value)
     assert "register_rule" in str(info.value)
+    # the refusal names the methods that do work on the model
+    assert "The gradient family ('gradient', 'input_t_gradient'," in str(info.value)
 
 
 def test_register_rule_for_custom_layer():
@@ -118,13 +120,15 @@ def test_register_rule_for_custom_layer():
     inp = keras.Input((3,))
     model = keras.Model(inp, keras.layers.Dense(2)(Double()(inp)))
     with pytest.raises(kp.UnsupportedLayerError, match=r"\(Double\)"):
-        kp.create_analyzer("gradient", model)
+        kp.create_analyzer("lrp.z", model)
     kp.register_rule(Double)
     try:
         x = np.ones((1, 3), "float32")
-        g = kp.create_analyzer("gradient", model).analyze(x)
         w = model.layers[-1].get_weights()[0]
-        np.testing.assert_allclose(g[0], 2 * w[:, model(x).numpy().argmax()], rtol=1e-6)
+        j = model(x).numpy().argmax()
+        # LRP-Z on the Dense layer (zero bias): a_i w_ij with a = 2x, then the gradient of Double.
+        r = kp.create_analyzer("lrp.z", model).analyze(x)
+        np.testing.assert_allclose(r[0], 4 * w[:, j], rtol=1e-6)
     finally:
         kp.unregister_rule(Double)
     with pytest.raises(TypeError, match="Layer subclass"):

@@ -136,8 +136,10 @@ def _replica_rho(kind, layer, kernel, bias, xs, dirs):
 
 
 def _small_model(kind):
-    inp = keras.Input((6, 6, 2), dtype=F64)
-    if kind == "conv":
+    inp = keras.Input((9, 2) if kind == "conv1d" else (6, 6, 2), dtype=F64)
+    if kind == "conv1d":
+        first = L.Conv1D(3, 3, dilation_rate=2, padding="causal", activation="relu", dtype=F64, name="first")
+    elif kind == "conv":
         first = L.Conv2D(3, 3, strides=2, padding="same", activation="relu", dtype=F64, name="first")
     else:
         first = L.DepthwiseConv2D(2, depth_multiplier=2, activation="relu", dtype=F64, name="first")
@@ -149,18 +151,19 @@ def _small_model(kind):
     return model
 
 
-@pytest.mark.parametrize("kind", ["conv", "depthwise"])
+@pytest.mark.parametrize("kind", ["conv", "depthwise", "conv1d"])
 def test_against_numpy_replica(kind):
     model = _small_model(kind)
     rng = np.random.default_rng(7)
-    xs = [rng.normal(0.2, 1.0, (n, 6, 6, 2)) for n in (150, 120, 90)]
+    shape = (9, 2) if kind == "conv1d" else (6, 6, 2)
+    xs = [rng.normal(0.2, 1.0, (n,) + shape) for n in (150, 120, 90)]
     rho = kp.evaluation.signal_quality(model, *xs, layers="first", batch_size=16, seed=3)
     assert list(rho["S_a"]) == ["first"]
     layer = model.get_layer("first")
     kernel, bias = (np.asarray(w, F64) for w in layer.get_weights())
     d = int(np.prod(kernel.shape[:-2])) if kind == "depthwise" else int(np.prod(kernel.shape[:-1]))
     dirs = np.random.default_rng(3).standard_normal((d, bias.shape[0]))  # first kernel layer drawn first
-    expected = _replica_rho(kind, layer, kernel, bias, xs, dirs)
+    expected = _replica_rho("conv" if kind == "conv1d" else kind, layer, kernel, bias, xs, dirs)
     for est, want in expected.items():
         assert rho[est]["first"].shape == (bias.shape[0],)
         # The ridge (1e-9 of the mean eigenvalue) perturbs v relative to the min-norm solution by
@@ -243,7 +246,7 @@ def test_too_little_data(conv_model):
 
 
 def test_bad_arguments_and_nonfinite(conv_model):
-    with pytest.raises(ValueError, match=r"`seed` must be a non-negative int. Received: seed=-1"):
+    with pytest.raises(ValueError, match=r"`seed` must be an int >= 0. Received: seed=-1"):
         kp.evaluation.signal_quality(conv_model, _x(30), _x(30), _x(30), seed=-1)
     with pytest.raises(ValueError, match=r"`batch_size` must be a positive int"):
         kp.evaluation.signal_quality(conv_model, _x(30), _x(30), _x(30), batch_size=0)

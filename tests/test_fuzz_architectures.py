@@ -295,7 +295,18 @@ def contract(name, spec, tmp_path, x_seed, n=3):
     check_contract(
         name, model, _inputs(model, x_seed, n), _inputs(model, x_seed + 1, 16), tmp_path,
         save_load=True, twin=lambda: float64_twin(spec, model), follow_weights=True,
+        model_name=_refusal_name(spec, model),
     )
+
+
+def _refusal_name(spec, model):
+    """The name ``EXPECTED_REFUSALS`` sees: ``fuzz_<family>``, with ``_noconv`` for a model without
+    a convolution (Grad-CAM has no feature map) and ``_2in`` for two inputs (occlusion occludes one)."""
+    from keras_patterns.analyzers.cam import CONV_LAYERS
+    from keras_patterns.graph import walk
+
+    conv = any(isinstance(node.layer, CONV_LAYERS) for node in walk(model).nodes)
+    return f"fuzz_{spec['family']}" + ("" if conv else "_noconv") + ("_2in" if spec["n_inputs"] == 2 else "")
 
 
 @pytest.mark.parametrize("name", ANALYZERS)

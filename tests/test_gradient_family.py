@@ -25,7 +25,7 @@ def tape_gradient(model, x, mask_fn=None):
 
 def _floats(model, maps):
     maps = maps if isinstance(maps, list) else [maps]
-    return [m for m, t in zip(maps, model.inputs) if "float" in str(t.dtype)]
+    return [m for m, (_, dtype) in zip(maps, zoo.input_specs(model)) if "float" in dtype]
 
 
 def _assert_same(a, b):

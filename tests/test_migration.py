@@ -81,12 +81,19 @@ def test_disable_model_checks():
 def test_allow_lambda_layers():
     inp = keras.Input((3,))
     model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Lambda(lambda t: 2.0 * t)(inp)))
-    with pytest.raises(kp.UnsupportedLayerError, match="Lambda"):
-        kp.create_analyzer("gradient", model)
+    # Rule-based methods refuse Lambda layers unless allowed (then: their gradient).
+    with pytest.raises(kp.UnsupportedLayerError, match="Lambda.*gradient family"):
+        kp.create_analyzer("lrp.z", model)
     x = np.ones((1, 3), "float32")
-    g = kp.create_analyzer("gradient", model, allow_lambda_layers=True).analyze(x)
     w = model.layers[-1].get_weights()[0]
-    np.testing.assert_allclose(g[0], 2 * w[:, model(x).numpy().argmax()], rtol=1e-6)
+    j = model(x).numpy().argmax()
+    # LRP-Z on Dense (zero bias) gives a_i w_ij with a = 2x; the Lambda's gradient doubles it.
+    r = kp.create_analyzer("lrp.z", model, allow_lambda_layers=True).analyze(x)
+    np.testing.assert_allclose(r[0], 4 * w[:, j], rtol=1e-6)
+    # The gradient family differentiates through Lambda layers with or without the switch.
+    for allow in (False, True):
+        g = kp.create_analyzer("gradient", model, allow_lambda_layers=allow).analyze(x)
+        np.testing.assert_allclose(g[0], 2 * w[:, j], rtol=1e-6)
 
 
 def test_neuron_selection_list_and_column(mlp, x):

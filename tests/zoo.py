@@ -216,12 +216,100 @@ def nonrelu():
     ], name="nonrelu")
 
 
+# ------------------------------------------------------------------ models only gradients explain
+# (issue 10): layers without a backward rule and a model without a layer graph. The gradient family
+# differentiates through them; the rule-based analyzers refuse them, naming the gradient family.
+
+
+def recurrent():
+    """A float sequence through LSTM, then a bidirectional GRU (tanh/sigmoid gates, no rule)."""
+    inp = keras.Input((6, 3))
+    h = L.LSTM(5, return_sequences=True)(inp)
+    h = L.Bidirectional(L.GRU(3))(h)
+    return keras.Model(inp, L.Dense(3)(h), name="recurrent")
+
+
+def lstm_text():
+    """Token ids -> Embedding (mask_zero: token 0 is padding) -> LSTM -> logits."""
+    inp = keras.Input((7,), dtype="int32")
+    h = L.Embedding(20, 4, mask_zero=True)(inp)
+    h = L.LSTM(5)(h)
+    return keras.Model(inp, L.Dense(3)(h), name="lstm_text")
+
+
+def lambda_layer():
+    """A Lambda layer (t * tanh(t) + t / 2) and a Keras operation used as a layer (ops.mean)."""
+    inp = keras.Input((6,))
+    h = L.Dense(8, activation="relu")(inp)
+    h = L.Lambda(lambda t: t * keras.ops.tanh(t) + 0.5 * t)(h)
+    h = h - keras.ops.mean(h, axis=-1, keepdims=True)
+    return keras.Model(inp, L.Dense(3)(h), name="lambda_layer")
+
+
+@keras.saving.register_keras_serializable(package="keras_patterns_zoo")
+class GatedScale(L.Layer):
+    """A custom layer with a weight: ``x * sigmoid(alpha * x)``, one learned ``alpha`` per channel
+    (a swish with a learned slope)."""
+
+    def build(self, input_shape):
+        self.alpha = self.add_weight(
+            shape=(input_shape[-1],), initializer=keras.initializers.RandomUniform(0.5, 2.0), name="alpha"
+        )
+
+    def call(self, x):
+        return x * keras.ops.sigmoid(self.alpha * x)
+
+
+def custom_layer():
+    inp = keras.Input((8, 8, 2))
+    h = L.Conv2D(4, 3, padding="same")(inp)
+    h = GatedScale()(h)
+    h = L.GlobalAveragePooling2D()(h)
+    return keras.Model(inp, L.Dense(3)(h), name="custom_layer")
+
+
+@keras.saving.register_keras_serializable(package="keras_patterns_zoo")
+class SubclassedNet(keras.Model):
+    """A subclassed model (no layer graph): conv, global pooling, a sigmoid gate, logits."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = L.Conv2D(4, 3, activation="relu")
+        self.pool = L.GlobalAveragePooling2D()
+        self.gate = L.Dense(4, activation="sigmoid")
+        self.head = L.Dense(3)
+
+    def call(self, x):
+        h = self.pool(self.conv(x))
+        return self.head(h * self.gate(h))
+
+
+def subclassed():
+    model = SubclassedNet(name="subclassed")
+    model(np.zeros((1, 8, 8, 2), keras.config.floatx()))  # builds it (records its input shape)
+    return model
+
+
+def conv2d_transpose():
+    inp = keras.Input((6, 6, 2))
+    h = L.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    h = L.Conv2DTranspose(3, 3, strides=2, padding="same", activation="relu")(h)
+    h = L.Conv2DTranspose(2, 2, padding="valid")(h)
+    h = L.Flatten()(h)
+    return keras.Model(inp, L.Dense(3)(h), name="conv2d_transpose")
+
+
+#: The zoo models of issue 10 (recurrent, Lambda, custom layers, a subclassed model,
+#: Conv2DTranspose): explained by the gradient family only (until rules for them exist).
+ANY_MODEL_ZOO = ("recurrent", "lstm_text", "lambda_layer", "custom_layer", "subclassed", "conv2d_transpose")
+
 ZOO = {
     f.__name__: f
     for f in [
         dense_mlp, dense_rank3, conv1d, conv2d_pool, conv3d, depthwise_separable,
         depthwise_separable_1d, batchnorm, reshaping, merges, preprocessing, embedding, residual,
         nested, multi_input, shared_fanout, nonrelu,
+        recurrent, lstm_text, lambda_layer, custom_layer, subclassed, conv2d_transpose,
     ]
 }
 
@@ -240,7 +328,14 @@ SLOW_ZOO = {
     "resnet50": _app(keras.applications.ResNet50, 32),
     "mobilenetv2": _app(keras.applications.MobileNetV2, 32),
     "densenet121": _app(keras.applications.DenseNet121, 32),
+    # issue 10: squeeze-excitation Multiply, swish / hard-swish, LayerNormalization, GELU,
+    # LayerScale, Keras operations as layers. Explained by the gradient family.
+    "efficientnetb0": _app(keras.applications.EfficientNetB0, 32),
+    "mobilenetv3small": _app(keras.applications.MobileNetV3Small, 32),
+    "convnexttiny": _app(keras.applications.ConvNeXtTiny, 32),
 }
+#: The applications that only the gradient family explains (see ANY_MODEL_ZOO).
+ANY_MODEL_APPS = ("efficientnetb0", "mobilenetv3small", "convnexttiny")
 
 
 def build(name, seed=0):
@@ -282,13 +377,24 @@ def cached_float64(name):
     return _CACHE64[name]
 
 
+def input_specs(model):
+    """``[(shape, dtype), ...]`` of a model's inputs; for a subclassed model (no ``inputs``),
+    the shapes it was built with, read as the analyzers read them."""
+    if hasattr(model, "inputs"):
+        return [(tuple(t.shape), str(t.dtype)) for t in model.inputs]
+    from keras_patterns.graph import walk
+
+    graph = walk(model, opaque=True)
+    return [(graph.tensors[t].shape, graph.tensors[t].dtype) for t in graph.inputs]
+
+
 def inputs_for(model, n=3, seed=0):
     """Deterministic inputs for a model: standard normal floats, token ids for int inputs."""
     rng = np.random.default_rng(seed)
     out = []
-    for t in model.inputs:
-        shape = (n,) + tuple(t.shape[1:])
-        if "int" in str(t.dtype):
+    for shape, dtype in input_specs(model):
+        shape = (n,) + tuple(shape[1:])
+        if "int" in dtype:
             out.append(rng.integers(0, 20, shape).astype("int32"))
         else:
             out.append(rng.normal(0, 1, shape).astype("float32"))

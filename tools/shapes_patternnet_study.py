@@ -3,10 +3,15 @@ docs/evaluation_signal.md. Run from the repository root:
 
     python tools/shapes_patternnet_study.py [experiment ...]
 
-Experiments: ``baseline`` (the issue's measurement, signed and |map|), ``seed`` (PatternNet seeded
-with the output value vs with 1, per sign of the true-class logit), ``conventions`` (pattern type,
-class-specific patterns, ReLU gating), ``rho`` (kp.evaluation.signal_quality per layer),
-``linear`` (a variant whose signal is a fixed template per class). The demo CNN is trained once
+Experiments (all of them when none is named): ``baseline`` (the issue's
+measurement, signed and |map|), ``seed`` (PatternNet seeded with the output value vs with 1, per
+sign of the true-class logit), ``conventions`` (pattern type, class-specific patterns), ``rho``
+(kp.evaluation.signal_quality per layer), ``linear`` / ``linear_clean`` (a variant whose signal is
+a fixed template per class, with / without ramp and blob), ``linear_network`` (linear models:
+PatternNet against the network's own pattern), ``distractor`` (distractor scale 0, 1, 3),
+``first_layer`` and ``layer_dependence`` (how much of each layer's output is the distractor),
+``more_data`` (patterns from 30000 images), ``picture`` (docs/_static/shapes_patternnet_study.png;
+``linear_clean`` writes docs/_static/shapes_fixed_clean.png). The demo CNN is trained once
 and cached under /tmp/kp_evalrho (see tools/shapes_study_common.py). Each experiment takes well
 under a few CPU minutes.
 """
@@ -266,7 +271,44 @@ def linear_clean():
     linear(0.0)
 
 
-EXPERIMENTS = {"layer_dependence": layer_dependence, "linear_clean": linear_clean, "baseline": baseline, "seed": seed, "conventions": conventions, "rho": rho, "linear": linear,
+def linear_network():
+    """Purely linear models on the fixed-position shapes (distractor 1): PatternNet against the
+    network's own pattern a_c = Cov(x, z_c) / Var(z_c). One layer: identical by construction. Two
+    layers: the per-unit patterns compose into a_c only if the hidden units are uncorrelated."""
+    import keras
+
+    import keras_patterns as kp
+
+    (x, y, _), _, (xt, yt, st) = tuple(linear_shapes(n, s) for n, s in ((6000, 0), (3000, 2), (500, 1)))
+    xf = x.reshape(len(x), -1) - x.reshape(len(x), -1).mean(0)
+    for hidden in (None, 64):
+        keras.utils.set_random_seed(0)
+        layers = [keras.Input(x.shape[1:]), keras.layers.Flatten()]
+        if hidden:
+            layers.append(keras.layers.Dense(hidden))
+        layers.append(keras.layers.Dense(3))
+        model = keras.Sequential(layers)
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        model.fit(x, y, epochs=4, batch_size=64, verbose=0)
+        acc = float(np.mean(model.predict(xt, verbose=0).argmax(1) == yt))
+        z = model.predict(x, verbose=0)
+        zc = z - z.mean(0)
+        glob = ((xf.T @ zc) / (zc * zc).sum(0)).T.reshape((3,) + x.shape[1:])
+        m = _maps("pattern.net", model, x, xt, yt, pattern_type="linear")
+        zt = model.predict(xt, verbose=0)[np.arange(len(yt)), yt]
+        sign = np.sign(zt)[:, None, None, None]  # the map is seeded with the logit z_c
+        cg = common.pearson_per_image(m * sign, glob[yt]).mean()
+        cs = common.pearson_per_image(m * sign, st).mean()
+        extra = f", z_c < 0 for {(zt < 0).sum()} of {len(zt)} (maps sign-corrected)"
+        if hidden:
+            h = keras.Model(model.inputs, model.layers[1].output).predict(x, verbose=0)
+            cc = np.corrcoef(h.T)
+            extra += f", hidden units' mean |corr| {np.abs(cc[np.triu_indices(hidden, 1)]).mean():.2f}"
+        print(f"[linear_network] {'one layer' if not hidden else f'two layers ({hidden} hidden)'}: "
+              f"accuracy {acc:.3f}, corr(pattern.net, a_c) {cg:.3f}, corr(pattern.net, s) {cs:.2f}{extra}")
+
+
+EXPERIMENTS = {"linear_network": linear_network, "layer_dependence": layer_dependence, "linear_clean": linear_clean, "baseline": baseline, "seed": seed, "conventions": conventions, "rho": rho, "linear": linear,
                "distractor": distractor, "first_layer": first_layer, "more_data": more_data,
                "picture": picture}
 

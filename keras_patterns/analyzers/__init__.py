@@ -1,9 +1,11 @@
 """User-facing analyzers; importing this package registers all of them."""
 
 from keras_patterns.analyzers import (  # noqa: F401
+    cam,
     deep_taylor,
     gradient_based,
     misc,
+    occlusion,
     pattern_based,
     relevance_based,
     wrappers,

@@ -38,6 +38,7 @@ class Analyzer:
             is refused all the same (the backward pass needs the logits). Defaults to `False`.
         allow_lambda_layers: iNNvestigate's switch. `True` lets ``keras.layers.Lambda`` layers
             through, handled by their gradient; `False` refuses them as layers without a rule.
+            The gradient family differentiates through them (and any other layer) either way.
             Defaults to `False`.
         canonizers: graph -> graph functions applied to the model's graph before the analysis,
             in order (see :mod:`keras_patterns.canonizers`), or their names. Defaults to `None`,
@@ -69,6 +70,9 @@ class Analyzer:
     conserves_relevance = False
     #: ``(name, preset arguments, constructor arguments they fix)`` when built from a preset.
     _preset = None
+    #: ``"error"`` or ``"gradient"``: whether a model without a layer graph (a subclassed model)
+    #: is refused or read as one node (see :class:`~keras_patterns.analyzers.method.Method`).
+    _unknown_layers = "error"
 
     def __init__(self, model, neuron_selection_mode="max_activation", batch_size=32,
                  disable_model_checks=False, allow_lambda_layers=False, canonizers=None,
@@ -116,7 +120,7 @@ class Analyzer:
 
     def _prepare_graph(self, model):
         """The canonized graph the analyzer explains (wrappers share their inner analyzer's)."""
-        return prepare_graph(model, self.canonizers)
+        return prepare_graph(model, self.canonizers, opaque=self._unknown_layers == "gradient")
 
     def _check_ready(self):
         """Raises when the analyzer cannot explain yet (e.g. patterns not fitted); warns when its
@@ -489,7 +493,7 @@ class ReverseAnalyzer(Analyzer):
     """
 
     #: the plain gradient; presets and subclasses pass another value.
-    method = Method()
+    method = Method(unknown_layers="gradient")
 
     def __init__(self, model, method=None, layer_map=None, **kwargs):
         if method is not None:
@@ -512,6 +516,7 @@ class ReverseAnalyzer(Analyzer):
     output_kind = property(lambda self: self.method.output_kind)
     multiplies_by_input = property(lambda self: self.method.multiplies_by_input)
     conserves_relevance = property(lambda self: self.method.conserves_relevance)
+    _unknown_layers = property(lambda self: self.method.unknown_layers)
 
     def _rule_list(self):
         """The method's own rules (subclasses add the ones their arguments make)."""
@@ -531,7 +536,8 @@ class ReverseAnalyzer(Analyzer):
         return rules
 
     def _build_mirror(self):
-        self.plan = resolve(self.graph, self._all_rules(), method=self.name)
+        self.plan = resolve(self.graph, self._all_rules(), method=self.name,
+                            unknown_layers=self.method.unknown_layers)
         self.mirror = Mirror(self.graph, self.plan, self._mirror_state())
         self._compiled = None
 

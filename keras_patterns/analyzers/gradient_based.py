@@ -19,11 +19,14 @@ def _relu_node(node, graph):
     return is_rectifier(node.layer)
 
 
-#: The gradient: start from 1 at the selected neuron.
-GRADIENT_METHOD = Method()
+#: The gradient: start from 1 at the selected neuron. Layers without a rule (recurrent, Lambda,
+#: custom layers, Keras operations) are differentiated through, and a model without a layer graph
+#: (a subclassed model) is one node differentiated as a whole: the gradient needs no rule.
+GRADIENT_METHOD = Method(unknown_layers="gradient")
 #: Input times gradient; for integer (token) inputs feeding an Embedding, the product is taken with
 #: the embedding vectors and summed over the embedding axis.
-INPUT_TIMES_GRADIENT_METHOD = Method(rules=((EMBEDDING, EMBEDDING_TIMES_INPUT),), multiplies_by_input=True)
+INPUT_TIMES_GRADIENT_METHOD = GRADIENT_METHOD.replace(rules=((EMBEDDING, EMBEDDING_TIMES_INPUT),),
+                                                      multiplies_by_input=True)
 #: Deconvnet: the backward signal is rectified at every ReLU, the forward mask ignored.
 DECONVNET_METHOD = Method(rules=((_relu_node, DECONVNET_RELU),), seed="value", requires_relu="raise",
                           output_kind="signal")
@@ -125,8 +128,11 @@ def guided_backprop(start="value"):
 class BaselineGradient(Analyzer):
     """The gradient computed directly with ``tf.GradientTape`` on the model (no mirror model).
 
-    A reference for the ``gradient`` analyzer, which must give the same maps.
+    A reference for the ``gradient`` analyzer, which must give the same maps. Works on every
+    model TensorFlow can differentiate (subclassed models included).
     """
+
+    _unknown_layers = "gradient"
 
     def _analyze_batch(self, inputs, indices):
         floats = [x for x in inputs if x.dtype.is_floating]

@@ -19,6 +19,7 @@ analyzer = kp.analyzers.ReverseAnalyzer(model, method=abs_gradient)
 import dataclasses
 import warnings
 
+from keras_patterns.errors import NotAnalyzeableModelError, _works_on_any_model
 from keras_patterns.graph.checks import RECTIFIER_VARIANTS, check_relu_only, non_relu_nodes
 from keras_patterns.rules.base import Rule
 from keras_patterns._warnings import user_stacklevel
@@ -33,6 +34,12 @@ OUTPUT_KINDS = ("attribution", "signal")
 #: the method is not advised for non-ReLU networks); "warn" (a warning naming the non-ReLU layers);
 #: "raise" (NotAnalyzeableModelError, a warning with ``disable_model_checks=True``).
 RELU_REQUIREMENTS = (None, "advise", "warn", "raise")
+#: What a method does with a layer no rule covers (a recurrent layer, a Lambda layer, a custom
+#: layer, a Keras operation) and with a model the walker cannot read (a subclassed model):
+#: ``"error"`` refuses it (UnsupportedLayerError / NotAnalyzeableModelError naming the methods that
+#: do work); ``"gradient"`` differentiates through it (the mirror records every node under its own
+#: tape, and an unwalkable model becomes one node whose call is differentiated as a whole).
+UNKNOWN_LAYERS = ("error", "gradient")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +62,9 @@ class Method:
         conserves_relevance: the method is designed so that a map sums to the explained output on
             bias-free ReLU networks (LRP, Deep Taylor).
         needs_fitting: the analyzer must be fitted before it explains (the pattern methods).
+        unknown_layers: ``"error"`` or ``"gradient"`` (see :data:`UNKNOWN_LAYERS`): whether layers
+            without a rule, and models without a layer graph, are refused or differentiated
+            through. The gradient family sets ``"gradient"``; rule-based methods keep ``"error"``.
 
     Raises:
         ValueError: a field outside its allowed values.
@@ -69,10 +79,12 @@ class Method:
     output_kind: str = "attribution"
     conserves_relevance: bool = False
     needs_fitting: bool = False
+    unknown_layers: str = "error"
 
     def __post_init__(self):
         for field, allowed in (("seed", SEEDS), ("postprocess", POSTPROCESS),
-                               ("output_kind", OUTPUT_KINDS), ("requires_relu", RELU_REQUIREMENTS)):
+                               ("output_kind", OUTPUT_KINDS), ("requires_relu", RELU_REQUIREMENTS),
+                               ("unknown_layers", UNKNOWN_LAYERS)):
             value = getattr(self, field)
             if value not in allowed:
                 raise ValueError(f"`{field}` must be one of {list(allowed)}. Received: {field}={value!r}")
@@ -100,7 +112,10 @@ class Method:
                 )
         elif self.requires_relu is not None:
             action = "warn" if self.requires_relu == "warn" or disable_model_checks else "raise"
-            check_relu_only(graph, name, warn_for=self.relu_variants, action=action)
+            try:
+                check_relu_only(graph, name, warn_for=self.relu_variants, action=action)
+            except NotAnalyzeableModelError as e:
+                raise NotAnalyzeableModelError(f"{e} {_works_on_any_model()}") from None
 
 
 def check_postprocess(postprocess):

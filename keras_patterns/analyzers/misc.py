@@ -13,6 +13,7 @@ class Input(Analyzer):
     """Returns the input unchanged (a baseline; drawn as a signal in input space)."""
 
     output_kind = "signal"
+    _unknown_layers = "gradient"  # any model, subclassed ones included
 
     def _analyze_batch(self, inputs, indices):
         return [tf.cast(x, tf.float32) for x in inputs]
@@ -28,6 +29,8 @@ class Random(Analyzer):
         seed: int seed (same seed, same maps; noise depends on the sample's position in the
             analyze() call) or None for fresh noise per call. Defaults to `None`.
     """
+
+    _unknown_layers = "gradient"  # any model, subclassed ones included
 
     def __init__(self, model, stddev=1.0, seed=None, **kwargs):
         self.stddev = validation.finite_number("stddev", stddev, minimum=0)

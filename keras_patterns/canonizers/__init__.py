@@ -31,7 +31,7 @@ def canonize(graph, fold_bn=True):
     return graph
 
 
-def prepare_graph(model, canonizers=DEFAULT_CANONIZERS):
+def prepare_graph(model, canonizers=DEFAULT_CANONIZERS, opaque=False):
     """The one path from a model to the canonized graph that analyzers and pattern fitting use
     (so that their node names and pattern keys always agree).
 
@@ -39,6 +39,8 @@ def prepare_graph(model, canonizers=DEFAULT_CANONIZERS):
         model: a Functional or Sequential Keras model with one output (never modified).
         canonizers: graph -> graph functions applied in order. Defaults to
             :data:`DEFAULT_CANONIZERS` (separable split, activation split, BatchNorm folding).
+        opaque: a model without a layer graph (subclassed) becomes one node instead of an
+            error (see :func:`~keras_patterns.graph.walk`). Defaults to `False`.
 
     Returns:
         A :class:`~keras_patterns.graph.Graph` whose nodes compute with the model's live weights.
@@ -46,7 +48,7 @@ def prepare_graph(model, canonizers=DEFAULT_CANONIZERS):
     Raises:
         NotAnalyzeableModelError: a model that cannot be walked, or one with several outputs.
     """
-    graph = walk(model)
+    graph = walk(model, opaque=opaque)
     for canonizer in canonizers:
         graph = canonizer(graph)
     check_single_output(model, graph)

@@ -1,6 +1,6 @@
-"""Evaluation of explanations: the paper's signal-quality measure rho(S), faithfulness curves, sanity
-checks, ground-truth localization, ground-truth benchmarks with their metrics and model-free
-baselines, and adapters for Quantus and xplique."""
+"""Evaluation of explanations: faithfulness curves, sanity checks, ground-truth localization,
+ground-truth benchmarks with their metrics and model-free baselines, and adapters for Quantus and
+xplique."""
 
 from keras_patterns.evaluation import adapters, baselines  # noqa: F401
 from keras_patterns.evaluation.localization import localization  # noqa: F401

@@ -21,12 +21,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_patterns import validation
 from keras_patterns._warnings import user_stacklevel
 from keras_patterns.canonizers import prepare_graph
 from keras_patterns.errors import NonFiniteDataError
 from keras_patterns.graph.layers import CONV, DEPTHWISE
 from keras_patterns.linear import apply_kernel, channels_last, node_params
-from keras_patterns import validation
 from keras_patterns.patterns.data import run_pass
 from keras_patterns.patterns.estimators import pattern_from_statistics, to_matrix
 from keras_patterns.patterns.statistics import PatternStatistics
@@ -61,12 +61,6 @@ def _check_estimators(estimators):
             + (f" (unknown: {unknown})" if unknown else "")
         )
     return tuple(dict.fromkeys(estimators))
-
-
-def _check_seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative int. Received: seed={seed!r}")
-    return int(seed)
 
 
 def _select_keys(stats, layers):
@@ -436,7 +430,7 @@ def signal_quality(model, fit_data, v_data, test_data, layers=None,
     """
     estimators = _check_estimators(estimators)
     batch_size = validation.positive_int("batch_size", batch_size)
-    seed = _check_seed(seed)
+    seed = validation.non_negative_int("seed", seed)
     graph = prepare_graph(model)
     types = ["linear"] if "S_a" in estimators or "S_a+-" not in estimators else []
     if "S_a+-" in estimators:

@@ -64,6 +64,23 @@ def is_functional(model):
     )
 
 
+def built_input_shapes(model):
+    """The input shape(s) a model without a layer graph (a subclassed model) was built with.
+
+    Keras records the shapes of the first call (or of ``model.build(shape)``) in
+    ``_build_shapes_dict`` (one entry per call argument, e.g. ``{"x_shape": (1, 3)}``).
+
+    Returns:
+        The recorded value of the model's one call argument (a shape tuple, or a list of shape
+        tuples for a model called on a list), or None when the model was never built or was
+        built with several arguments.
+    """
+    shapes = getattr(model, "_build_shapes_dict", None)
+    if not shapes or len(shapes) != 1:
+        return None
+    return next(iter(shapes.values()))
+
+
 def shared_clone(layer, **config_overrides):
     """A layer of the same class with some config entries replaced that computes with ``layer``'s
     own variables (the same objects, not copies), so it follows every change of them.

@@ -3,6 +3,11 @@
 Sequential and Functional models are supported; models used as layers inside another model are
 flattened (their layers appear under a ``"outer/inner/layer"`` path); shared layers give one node
 per call; a tensor may fan out to any number of consumers.
+
+A model without a layer graph (a subclassed model, or one whose graph the walker cannot read) is
+refused, except with ``opaque=True`` (what the gradient family asks for, as it needs no rule per
+layer): then it becomes one node whose call is differentiated as a whole, and a nested model
+without a layer graph becomes one node of the outer graph.
 """
 
 import dataclasses
@@ -10,7 +15,7 @@ from typing import Callable
 
 import keras
 
-from keras_patterns.errors import NotAnalyzeableModelError
+from keras_patterns.errors import NotAnalyzeableModelError, _works_on_any_model
 from keras_patterns.graph import _keras_internals as ki
 
 
@@ -163,28 +168,49 @@ def _make_call(knode, in_kts):
     return fn
 
 
-def walk(model):
+def walk(model, opaque=False):
     """Reads a Keras model into a :class:`Graph`.
 
     Args:
-        model: a built Sequential or Functional ``keras.Model``.
+        model: a built Sequential or Functional ``keras.Model``; with ``opaque=True`` also a
+            subclassed model that has been built (called once, or ``model.build(shape)``).
+        opaque: what to do with a model that has no layer graph (a subclassed model), or whose
+            graph cannot be read: `False` raises; `True` makes it one node that calls the model
+            (a nested one: one node of the outer graph). For methods that differentiate through
+            any layer (the gradient family). Defaults to `False`.
 
     Returns:
         A :class:`Graph` whose nodes call the model's own layers (nothing is copied or mutated).
 
     Raises:
-        NotAnalyzeableModelError: for subclassed models and unbuilt Sequential models.
+        NotAnalyzeableModelError: for subclassed models (with ``opaque=False``; the message names
+            the methods that work on them), unbuilt models, and (``opaque=True``) a subclassed
+            model whose input shapes are unknown or that has several outputs.
     """
     if not isinstance(model, keras.Model):
         raise NotAnalyzeableModelError(
             f"Expected a keras.Model. Received: {type(model).__name__}"
         )
     if not ki.is_functional(model):
+        if opaque:
+            return whole_model_graph(model)
         raise NotAnalyzeableModelError(
             f"Model {model.name!r} ({type(model).__name__}) has no layer graph. Expected a Functional "
             "model or a Sequential model built with an input shape (e.g. starting with keras.Input); "
-            "subclassed models cannot be analyzed, wrap their layers in a Functional model."
+            "subclassed models cannot be analyzed by the rule-based methods, wrap their layers in a "
+            f"Functional model. {_works_on_any_model()}"
         )
+    if not opaque:
+        return _walk_functional(model, opaque=False)
+    try:
+        return _walk_functional(model, opaque=True)
+    except (NotAnalyzeableModelError, ValueError, KeyError, AttributeError, TypeError, IndexError):
+        # A layer graph the walker cannot read: the whole model is one node.
+        return whole_model_graph(model)
+
+
+def _walk_functional(model, opaque):
+    """The flat graph of a Functional (or built Sequential) model (see :func:`walk`)."""
     tensors, nodes, names_used, key_calls = {}, [], set(), {}
 
     def new_tid(kt):
@@ -193,20 +219,21 @@ def walk(model):
         return tid
 
     def expand(mdl, in_tids, prefix):
-        if not ki.is_functional(mdl):
-            raise NotAnalyzeableModelError(
-                f"Nested model {prefix + mdl.name!r} ({type(mdl).__name__}) has no layer graph; "
-                "expected a Functional or built Sequential model."
-            )
         kt2tid = {id(kt): tid for kt, tid in zip(mdl.inputs, in_tids)}
         for knode in _topological_nodes(mdl):
             op = ki.node_operation(knode)
             in_kts = ki.node_input_tensors(knode)
             ids = [kt2tid[id(kt)] for kt in in_kts]
             out_kts = ki.node_output_tensors(knode)
-            if isinstance(op, keras.Model):
+            if isinstance(op, keras.Model) and ki.is_functional(op):
                 out_tids = expand(op, ids, prefix + op.name + "/")
-            else:
+            elif isinstance(op, keras.Model) and not opaque:
+                raise NotAnalyzeableModelError(
+                    f"Nested model {prefix + op.name!r} ({type(op).__name__}) has no layer graph; "
+                    "expected a Functional or built Sequential model for the rule-based methods. "
+                    f"{_works_on_any_model()}"
+                )
+            else:  # a layer, a Keras operation, or (opaque) a model without a layer graph
                 key = prefix + op.name
                 calls = key_calls.get(id(op), 0)
                 key_calls[id(op)] = calls + 1
@@ -224,3 +251,83 @@ def walk(model):
     out_tids = expand(model, in_tids, "")
     input_names = [getattr(kt, "name", f"input_{i}") for i, kt in enumerate(model.inputs)]
     return Graph(nodes, in_tids, out_tids, tensors, input_names)
+
+
+def _is_shape(value):
+    return isinstance(value, (tuple, list)) and all(d is None or isinstance(d, int) for d in value)
+
+
+def _opaque_inputs(model):
+    """``(shapes, dtypes, names, as_list)`` of the inputs of a model treated as one node."""
+    if ki.is_functional(model):
+        kts = list(model.inputs)
+        names = [getattr(kt, "name", f"input_{i}") for i, kt in enumerate(kts)]
+        return ([tuple(kt.shape) for kt in kts], [str(kt.dtype) for kt in kts], names,
+                len(kts) > 1)
+    recorded = ki.built_input_shapes(model)
+    if recorded is None or not model.built:
+        raise NotAnalyzeableModelError(
+            f"Model {model.name!r} ({type(model).__name__}) has no layer graph and no recorded input "
+            "shape. Expected a model called once on a batch (model(x)) or built with "
+            "model.build(input_shape), taking one tensor or a list of tensors. Received: "
+            f"build shapes {getattr(model, '_build_shapes_dict', None)!r}."
+        )
+    as_list = not _is_shape(recorded)
+    shapes = list(recorded) if as_list else [recorded]
+    if not shapes or not all(_is_shape(s) and len(s) >= 1 for s in shapes):
+        raise NotAnalyzeableModelError(
+            f"Model {model.name!r} ({type(model).__name__}) has no layer graph and was called on "
+            "something other than one tensor or a list of tensors. Expected a model taking one "
+            "tensor or a list of tensors; wrap it in a Functional model: "
+            "inp = keras.Input(shape); keras.Model(inp, model(inp)). Received: build shapes "
+            f"{recorded!r}."
+        )
+    # Subclassed models do not record their input dtype: a float input of the model's variable
+    # dtype (float32, float64 under a float64 policy). Integer (token) inputs need the Functional
+    # wrapper above, with keras.Input(shape, dtype="int32").
+    dtype = str(model.dtype_policy.variable_dtype)
+    shapes = [(None,) + tuple(s[1:]) for s in shapes]
+    names = [f"input_{i}" for i in range(len(shapes))] if as_list else ["input"]
+    return shapes, [dtype] * len(shapes), names, as_list
+
+
+def whole_model_graph(model):
+    """A graph of one node that calls ``model`` as a whole (for methods that differentiate
+    through any layer).
+
+    Args:
+        model: a built ``keras.Model`` (subclassed, or one whose layer graph cannot be read).
+
+    Returns:
+        A :class:`Graph` with one node, named after the model, computing ``model(x, training=False)``.
+
+    Raises:
+        NotAnalyzeableModelError: the model's inputs are unknown (never built) or it has several
+            outputs.
+    """
+    shapes, dtypes, names, as_list = _opaque_inputs(model)
+    specs = [keras.KerasTensor(shape, dtype=dtype) for shape, dtype in zip(shapes, dtypes)]
+    try:
+        out_specs = keras.tree.flatten(model.compute_output_spec(specs if as_list else specs[0]))
+    except Exception as e:  # noqa: BLE001 (any failure of the symbolic call: say which)
+        raise NotAnalyzeableModelError(
+            f"Model {model.name!r} ({type(model).__name__}) has no layer graph and its output "
+            f"shape could not be computed from inputs {shapes} ({dtypes[0]}): "
+            f"{type(e).__name__}: {e}"
+        ) from e
+    if len(out_specs) != 1:
+        raise NotAnalyzeableModelError(
+            f"Expected a model with one output tensor. Received: model {model.name!r} with "
+            f"{len(out_specs)} outputs. Wrap it in a model returning one of them."
+        )
+    tensors = {i: TensorInfo(tuple(s), d) for i, (s, d) in enumerate(zip(shapes, dtypes))}
+    out_tid = len(tensors)
+    tensors[out_tid] = TensorInfo(tuple(out_specs[0].shape), str(out_specs[0].dtype))
+
+    def fn(xs):
+        out = model(list(xs) if as_list else xs[0], training=False)
+        return list(keras.tree.flatten(out))
+
+    in_tids = list(range(len(shapes)))
+    node = GraphNode(model.name, model, in_tids, [out_tid], fn, model.name)
+    return Graph([node], in_tids, [out_tid], tensors, names)

@@ -13,9 +13,10 @@ and, shared by all types, ``sum_y`` (unmasked sum of the bias-free output y = W^
 included as observations) and one position for Dense on inputs of rank > 2.
 
 No patches are materialised. The sums over rows of ``x_patch * g`` for a per-position signal g are
-what the filter gradient of the same (bias-free) convolution computes: with a local
-``tf.GradientTape`` watching a kernel-shaped tensor K,
-``tape.gradient(apply_kernel(layer, x, K), K, output_gradients=g)`` is ``sum_rows x_patch g``.
+what the filter gradient of the same (bias-free) convolution computes
+(:meth:`~keras_patterns.linear.LinearView.filter_sums`: with a local ``tf.GradientTape`` watching
+a kernel-shaped tensor K, ``tape.gradient(apply_kernel(layer, x, K), K, output_gradients=g)`` is
+``sum_rows x_patch g``).
 With g = M that is ``sum_x``, with g = y M it is ``sum_xy``. This works for every kernel kind,
 stride, dilation and padding, at the cost of a backprop-filter per statistic.
 
@@ -32,13 +33,12 @@ import tensorflow as tf
 from keras_patterns import validation
 from keras_patterns.errors import NotFittedError
 from keras_patterns.graph.layers import (
-    DENSE,
     DEPTHWISE,
     KERNEL_LAYERS,
     MASK_PASS_THROUGH,
     layer_activation,
 )
-from keras_patterns.linear import apply_kernel, channels_last, node_params
+from keras_patterns.linear import LinearView, channels_last, node_params
 from keras_patterns.patterns.estimators import (
     canonical_pattern_type,
     pattern_from_statistics,
@@ -104,43 +104,6 @@ def pattern_keys(graph):
         for n in nodes:
             out[n.name] = n.name if split else key
     return out
-
-
-def _channel_axis(layer, rank):
-    return -1 if channels_last(layer) else 1
-
-
-def _filter_sums(layer, x, g, kernel_shape):
-    """sum over rows of x_patch * g, kernel-shaped (the filter gradient of the layer's linear map).
-
-    ``g`` may have k times the layer's output units (several signals concatenated on the channel
-    axis); the result then has k times the kernel's output units on its last axis (depthwise
-    kernels excepted: they are always called with one signal). Dense layers use a tensordot and
-    undilated channels_last Conv2D layers call the backprop-filter op directly; everything else
-    goes through a local tape on ``apply_kernel`` (its unused forward convolution is pruned from
-    the graph).
-    """
-    if isinstance(layer, DENSE):
-        axes = list(range(len(x.shape) - 1))
-        return tf.tensordot(x, g, axes=[axes, axes])
-    if (
-        isinstance(layer, keras.layers.Conv2D) and channels_last(layer)
-        and tuple(layer.dilation_rate) == (1, 1) and layer.padding in ("same", "valid")
-        and getattr(layer, "groups", 1) == 1
-    ):
-        sizes = tf.constant(list(kernel_shape[:-1]) + [int(g.shape[-1])], tf.int32)
-        return tf.compat.v1.nn.conv2d_backprop_filter(
-            x, sizes, g, strides=[1, *layer.strides, 1], padding=layer.padding.upper(),
-        )
-    if isinstance(layer, DEPTHWISE) or not channels_last(layer):
-        shape = tuple(kernel_shape)
-    else:
-        shape = tuple(kernel_shape[:-1]) + (int(g.shape[-1]),)
-    k = tf.zeros(shape, dtype=x.dtype)
-    with tf.GradientTape() as tape:
-        tape.watch(k)
-        y = apply_kernel(layer, x, k)
-    return tape.gradient(y, k, output_gradients=g)
 
 
 class PatternStatistics:
@@ -226,18 +189,11 @@ class PatternStatistics:
         out = values[self.mask_sources[node.name]]
         dtype = x.dtype if x.dtype not in (tf.float16, tf.bfloat16) else tf.float32
         x, z, out = tf.cast(x, dtype), tf.cast(z, dtype), tf.cast(out, dtype)
+        view = LinearView(node)
         rank = len(z.shape)
-        axis = _channel_axis(layer, rank) % rank
+        axis = view.channel_axis(rank)
         axes = [i for i in range(rank) if i != axis]
-        params = node_params(node)
-        bias = params.bias()
-        if bias is not None:
-            shape = [1] * rank
-            shape[axis] = -1
-            y = z - tf.reshape(tf.cast(bias, dtype), shape)
-        else:
-            y = z
-        kshape = params.kernel_shape
+        y = view.remove_bias(z)
         v = self._vars[key]
         rows = tf.cast(tf.size(y, out_type=tf.int64) // tf.cast(tf.shape(y)[axis], tf.int64), tf.float64)
         ops = [
@@ -254,9 +210,9 @@ class PatternStatistics:
                 signals += [m, y * m]
                 counts.append(tf.cast(tf.reduce_sum(m, axis=axes), tf.float64))
         if isinstance(layer, DEPTHWISE) or not channels_last(layer):
-            sums = [_filter_sums(layer, x, g, kshape) for g in signals]
+            sums = [view.filter_sums(x, g) for g in signals]
         else:  # one filter-gradient call for all statistics: signals concatenated on the channels
-            both = _filter_sums(layer, x, tf.concat(signals, axis=-1), kshape)
+            both = view.filter_sums(x, tf.concat(signals, axis=-1))
             sums = tf.split(both, len(signals), axis=-1)
         for i, t in enumerate(self.pattern_types):
             ops.append(v[t]["count"].assign_add(counts[i]))

@@ -9,6 +9,7 @@ from keras_patterns.rules.lrp import (
     gamma_rule,
     z_rule,
 )
+from keras_patterns.rules.redistribution import Group, Term, redistribution_rule
 from keras_patterns.rules.structural import (
     DECONVNET_RELU,
     EMBEDDING_SUM,
@@ -20,6 +21,6 @@ from keras_patterns.rules.structural import (
 
 __all__ = [
     "DECONVNET_RELU", "EMBEDDING_SUM", "EMBEDDING_TIMES_INPUT", "GRADIENT", "GUIDED_RELU",
-    "IDENTITY", "LRP_RULES", "NodeContext", "Rule", "alpha_beta_rule", "bounded_rule", "epsilon_rule",
-    "gamma_rule", "z_rule",
+    "IDENTITY", "LRP_RULES", "Group", "NodeContext", "Rule", "Term", "alpha_beta_rule", "bounded_rule",
+    "epsilon_rule", "gamma_rule", "redistribution_rule", "z_rule",
 ]

@@ -2,10 +2,10 @@
 
 The backward pass through a kernel layer uses the pattern A (PatternNet) or W * A
 (PatternAttribution) in place of the kernel W: the signal r at the layer's (pre-activation) output
-becomes ``r_in = d(apply_kernel(layer, x, K))/dx applied to r`` with K = A or W * A, i.e.
-``A r`` for Dense and the transposed convolution with A for convolutions. ReLU gates come from
-the separate Activation nodes of the canonized graph (the real forward pass), max-pooling routes to
-the forward arg-max, as the gradient does.
+becomes ``r_in = lin(., K)^T r`` (:meth:`~keras_patterns.linear.LinearView.vjp`) with K = A or
+W * A, i.e. ``A r`` for Dense and the transposed convolution with A for convolutions. ReLU gates
+come from the separate Activation nodes of the canonized graph (the real forward pass),
+max-pooling routes to the forward arg-max, as the gradient does.
 
 The analyzer-wide state given to the mirror is ``{"patterns": {key: tf.Variable}, "keys": {node:
 key}}``: the patterns are the analyzer's own (fitted) variables, W is the model's live kernel.
@@ -13,16 +13,16 @@ key}}``: the patterns are the analyzer's own (fitted) variables, W is the model'
 
 import tensorflow as tf
 
-from keras_patterns.graph.layers import DENSE
-from keras_patterns.linear import apply_kernel, node_params
+from keras_patterns.linear import LinearView
 from keras_patterns.rules.base import Rule
 
 
 def _kernel(node, state, attribution):
+    view = LinearView(node)
     a = tf.convert_to_tensor(state["patterns"][state["keys"][node.name]])
     if attribution:
-        a = a * tf.cast(node_params(node).kernel(), a.dtype)
-    return {"kernel": a}
+        a = a * tf.cast(view.kernel, a.dtype)
+    return {"view": view, "kernel": a}
 
 
 def _prepare_net(node, state):
@@ -36,17 +36,8 @@ def _prepare_attribution(node, state):
 def _pattern_backward(ctx, rs):
     (x,) = ctx.xs
     (r,) = rs
-    k = ctx.prepared["kernel"]
-    layer = ctx.node.layer
     # The signal's dtype (float32 under mixed precision: the mirror widens 16-bit nodes).
-    k = tf.cast(k, r.dtype)
-    x = tf.cast(x, r.dtype)
-    if isinstance(layer, DENSE):
-        return [tf.tensordot(r, k, axes=[[len(r.shape) - 1], [1]])]
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = apply_kernel(layer, x, k)
-    return [tape.gradient(y, x, output_gradients=r)]
+    return [ctx.prepared["view"].vjp(tf.cast(x, r.dtype), ctx.prepared["kernel"], r)]
 
 
 #: PatternNet: back-projection of the signal through the patterns A.
