@@ -55,6 +55,11 @@ EXPECTED_REFUSALS = {
     (r"occlusion", r"dense|dense_mlp|embedding|merges|nonrelu|preprocessing|shared_fanout"):
         (kp.NotAnalyzeableModelError, r"needs a float input shaped \(batch, \*spatial, channels\)"),
     (r"occlusion", r"multi_input|fuzz_.*_2in"): (kp.NotAnalyzeableModelError, r"occludes patches of one input"),
+    (r"grad_cam|grad_cam\+\+", r"recurrent|lambda_layer|lstm_text"):
+        (kp.NotAnalyzeableModelError, r"needs a convolutional feature map"),
+    (r"grad_cam|grad_cam\+\+", r"subclassed"): (kp.NotAnalyzeableModelError, r"has no layer graph"),
+    (r"occlusion", r"lambda_layer|lstm_text"):
+        (kp.NotAnalyzeableModelError, r"needs a float input shaped \(batch, \*spatial, channels\)"),
     # test_fuzz_architectures' generated models (see its _refusal_name)
     (r"grad_cam|grad_cam\+\+", r"fuzz_.*_noconv.*"):
         (kp.NotAnalyzeableModelError, r"needs a convolutional feature map"),

@@ -96,6 +96,9 @@ class Occlusion(Analyzer):
     ```
     """
 
+    #: Occlusion only calls the model: any model works, subclassed ones included (one graph node).
+    _unknown_layers = "gradient"
+
     def __init__(self, model, patch_size=3, patch_stride=None, occlusion_value=0.0, **kwargs):
         _no_canonizers(type(self).__name__, kwargs)
         super().__init__(model, **kwargs)
@@ -126,7 +129,7 @@ class Occlusion(Analyzer):
         )
 
     def _prepare_graph(self, model):
-        return prepare_graph(model, ())
+        return prepare_graph(model, (), opaque=True)
 
     def _forward(self, x):
         y = self.graph([x])[0]
