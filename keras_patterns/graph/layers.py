@@ -9,6 +9,8 @@ import inspect
 
 import keras
 
+from keras_patterns.graph.attention import AttentionNode
+
 L = keras.layers
 
 #: Kernel layers after canonization (SeparableConv is split into these two kinds).
@@ -33,6 +35,10 @@ PATTERN_KERNELS = DENSE + CONV + DEPTHWISE + CONV_TRANSPOSE
 MULTI_HEAD_ATTENTION = (L.MultiHeadAttention,)
 #: Keras' projection-free attention layers (canonized into an attention node).
 KERAS_ATTENTION = (L.Attention, L.AdditiveAttention)
+#: The attention step of the canonized graph (weights from q and k, applied to v).
+ATTENTION = (AttentionNode,)
+#: Dense-like kernel layers (the Dense rule of the sequential presets).
+DENSE_LIKE = DENSE + EINSUM_DENSE
 
 MAX_POOLING = (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D)
 AVERAGE_POOLING = (L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D)
@@ -62,7 +68,7 @@ SUPPORTED_LAYERS = (
     KERNEL_LAYERS + SEPARABLE + MAX_POOLING + AVERAGE_POOLING + GLOBAL_MAX_POOLING
     + GLOBAL_AVERAGE_POOLING + RESHAPING + PADDING_CROPPING + UPSAMPLING + NOISE_AND_DROPOUT
     + MERGE + ACTIVATIONS + BATCH_NORMALIZATION + PREPROCESSING + EMBEDDING + (L.InputLayer, L.Identity)
-    + MULTI_HEAD_ATTENTION + KERAS_ATTENTION
+    + ATTENTION
 )
 
 #: Convolution-like kernel layers (iNNvestigate's ``is_conv_layer``; SeparableConv is split into
