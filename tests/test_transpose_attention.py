@@ -245,3 +245,113 @@ def test_conservation_on_bias_free_models(net, name):
     maps = kp.create_analyzer(name, model, **CONSERVING[name]).analyze(x)
     y = model(x).numpy().max(axis=1)
     np.testing.assert_allclose(maps.reshape(4, -1).sum(axis=1), y, rtol=1e-4, atol=0)
+
+
+# -------------------------------------------------------------------------------------- attention
+@pytest.mark.parametrize("net", ["mha", "mha_causal", "dot", "dot_causal", "additive"])
+def test_attention_canonizer_computes_the_model_and_its_gradient(net):
+    """The canonized graph is the model (1e-5 of the output's max-abs in float32) and the gradient
+    analyzer through it equals tf.GradientTape (1e-5 of max-abs)."""
+    model = attention_net(net.split("_")[0], causal=net.endswith("causal"))
+    graph = prepare_graph(model)
+    assert sum(isinstance(n.layer, AttentionNode) for n in graph.nodes) == 1
+    x = np.random.default_rng(6).normal(size=(3, 8, 8, 3)).astype("float32")
+    y = model(x).numpy()
+    np.testing.assert_allclose(graph([tf.constant(x)])[0].numpy(), y, rtol=0, atol=1e-5 * np.abs(y).max())
+    got = kp.create_analyzer("gradient", model).analyze(x)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        top = tf.reduce_sum(tf.reduce_max(model(xt), axis=1))
+    want = tape.gradient(top, xt).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def mha_model(use_bias=True, seed=0):
+    rng = np.random.default_rng(seed)
+    inp = keras.Input((5, 6), dtype="float64")
+    mha = L.MultiHeadAttention(2, 3, value_dim=4, output_shape=7, use_bias=use_bias, dtype="float64")
+    model = keras.Model(inp, mha(inp, inp))
+    mha.set_weights([rng.normal(0, 0.7, w.shape) for w in mha.get_weights()])
+    return model, mha
+
+
+def cp_lrp_replica(x, r, weights, epsilon=None):
+    """CP-LRP through one self-attention MultiHeadAttention in float64 NumPy: the kernel rule (Z, or
+    epsilon) at the output and value projections, the Z rule of ``v -> p v`` with the attention
+    weights p constant, nothing through the queries and keys."""
+    (wq, bq), (wk, bk), (wv, bv), (wo, bo) = [weights[i:i + 2] for i in range(0, 8, 2)]
+
+    def div(a, z):
+        return sdiv(a, z) if epsilon is None else a / (z + epsilon * np.where(z >= 0, 1.0, -1.0))
+
+    q = np.einsum("btd,dnh->btnh", x, wq) + bq
+    k = np.einsum("btd,dnh->btnh", x, wk) + bk
+    v = np.einsum("btd,dnh->btnh", x, wv) + bv
+    # Keras scales by ops.cast(1 / sqrt(key_dim), dtype): a Python float through float32 (the
+    # canonized graph does the same, so that it computes exactly the model).
+    scale = float(np.float32(1.0 / np.sqrt(wq.shape[-1])))
+    scores = np.einsum("bsnh,btnh->bnts", k, q * scale)
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    mixed = np.einsum("bnts,bsnh->btnh", p, v)
+    out = np.einsum("btnh,nho->bto", mixed, wo) + bo
+    r_mixed = mixed * np.einsum("bto,nho->btnh", div(r, out), wo)
+    r_v = v * np.einsum("bnts,btnh->bsnh", p, sdiv(r_mixed, mixed))
+    return x * np.einsum("bsnh,dnh->bsd", div(r_v, v), wv), out
+
+
+@pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("rule", ["lrp.z", "lrp.epsilon"])
+def test_cp_lrp_matches_numpy_replica(rule, use_bias):
+    """CP-LRP on one MultiHeadAttention (float64) equals the NumPy replica (measured: 1e-13)."""
+    model, mha = mha_model(use_bias)
+    kwargs = {"epsilon": 0.1} if rule == "lrp.epsilon" else {}
+    analyzer = kp.create_analyzer(rule, model, **kwargs)
+    assert [str(analyzer.plan[n.name]) for n in analyzer.graph.nodes if isinstance(n.layer, AttentionNode)] == [
+        "lrp.constant_attention"]
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3, 5, 6))
+    values = [w.numpy() for w in (mha._query_dense.kernel, mha._query_dense.bias, mha._key_dense.kernel,
+                                  mha._key_dense.bias, mha._value_dense.kernel, mha._value_dense.bias,
+                                  mha._output_dense.kernel, mha._output_dense.bias)] if use_bias else [
+        w for pair in zip([d.kernel.numpy() for d in (mha._query_dense, mha._key_dense, mha._value_dense,
+                                                      mha._output_dense)], [0.0] * 4) for w in pair]
+    r = rng.normal(size=(3, 5, 7))
+    want, out = cp_lrp_replica(x, r, values, epsilon=kwargs.get("epsilon"))
+    np.testing.assert_allclose(out, analyzer.graph([tf.constant(x)])[0].numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out, model(x).numpy(), rtol=1e-10, atol=1e-12)
+    mirror = Mirror(analyzer.graph, analyzer.plan)
+    vals, records = mirror.forward([tf.constant(x)])
+    (got,) = mirror.backward(vals, records, tf.constant(r))
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-12 * np.abs(want).max())
+
+
+def test_gradient_methods_differentiate_through_the_attention_weights():
+    """Only the LRP family holds the attention weights constant: the gradient plan keeps the
+    attention node's own gradient (queries and keys receive a signal)."""
+    model, _ = mha_model()
+    plan = kp.create_analyzer("gradient", model).plan
+    assert {str(r) for n, r in plan.items() if n.endswith("/attention")} == {"gradient"}
+    assert {str(r) for n, r in kp.create_analyzer("deep_taylor", attention_net()).plan.items()
+            if n.endswith("/attention")} == {"lrp.constant_attention"}
+
+
+def test_attention_calls_the_canonizer_does_not_support_are_refused():
+    inp = keras.Input((4, 6))
+    mask = keras.Input((4, 4), dtype="bool")
+    out = L.MultiHeadAttention(2, 3)(inp, inp, attention_mask=mask)
+    model = keras.Model([inp, mask], L.Dense(2)(L.Flatten()(out)))
+    with pytest.raises(NotAnalyzeableModelError, match=r"multi_head_attention.*`attention_mask`"):
+        kp.create_analyzer("lrp.z", model)
+    gated = L.MultiHeadAttention(2, 3, use_gate=True)
+    model = keras.Model(inp, L.Dense(2)(L.Flatten()(gated(inp, inp))))
+    with pytest.raises(NotAnalyzeableModelError, match=r"use_gate=True"):
+        kp.create_analyzer("gradient", model)
+
+
+@pytest.mark.parametrize("name", ["pattern.net", "pattern.attribution"])
+def test_pattern_methods_refuse_attention_models(name):
+    with pytest.raises(NotAnalyzeableModelError, match=r"EinsumDense.*multi_head_attention.*/query"):
+        a = kp.create_analyzer(name, attention_net())
+        a.fit(np.zeros((2, 8, 8, 3), "float32"), verbose=0)
