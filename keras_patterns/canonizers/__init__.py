@@ -57,6 +57,6 @@ def prepare_graph(model, canonizers=DEFAULT_CANONIZERS):
 
 
 __all__ = [
-    "DEFAULT_CANONIZERS", "canonize", "expand_attention", "fold_batchnorm", "prepare_graph", "split_activations",
-    "split_separable",
+    "DEFAULT_CANONIZERS", "canonize", "expand_attention", "fold_batchnorm", "prepare_graph",
+    "split_activations", "split_separable",
 ]

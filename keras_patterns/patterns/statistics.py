@@ -1,7 +1,7 @@
 """Streaming pattern statistics: one training-free pass over data, one training step's cost per batch.
 
-For every kernel layer (Dense, Conv1D/2D/3D, DepthwiseConv1D/2D; SeparableConv is split into its
-depthwise and pointwise parts by the canonizer) :class:`PatternStatistics` accumulates, per output
+For every kernel layer (Dense, Conv1D/2D/3D, DepthwiseConv1D/2D, Conv1D/2D/3DTranspose;
+SeparableConv is split into its depthwise and pointwise parts by the canonizer) :class:`PatternStatistics` accumulates, per output
 unit and per pattern type:
 
 * ``count``: the number of rows where the mask is on, sum(M);
