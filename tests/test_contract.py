@@ -64,6 +64,9 @@ EXPECTED_REFUSALS = {
     (r"grad_cam|grad_cam\+\+", r"fuzz_.*_noconv.*"):
         (kp.NotAnalyzeableModelError, r"needs a convolutional feature map"),
     (r"occlusion", r"fuzz_dense.*"): (kp.NotAnalyzeableModelError, r"needs a float input shaped"),
+    # The projections of MultiHeadAttention are EinsumDense layers: their output units span several
+    # axes, which the pattern statistics do not fit.
+    (r"pattern\..*", r"attention"): (kp.NotAnalyzeableModelError, r"Received EinsumDense layers"),
 }
 
 #: The rule-based analyzers (every registered one outside the gradient family and the baselines).

@@ -350,6 +350,29 @@ def modern_blocks(bias=True, name="modern_blocks"):
 def modern_bias_free():
     return modern_blocks(bias=False, name="modern_bias_free")
 
+def conv_transpose():
+    inp = keras.Input((4, 4, 3))
+    h = L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu")(inp)
+    h = L.BatchNormalization()(h)  # folded into the transposed convolution
+    h = L.Conv2DTranspose(3, 2, padding="valid")(h)
+    h = L.ReLU()(h)
+    h = L.Conv1DTranspose(2, 3, strides=2)(L.Reshape((81, 3))(h))
+    h = L.GlobalMaxPooling1D()(h)
+    return _randomize_bn(keras.Model(inp, L.Dense(3)(h), name="conv_transpose"))
+
+
+def attention():
+    """A small ViT without LayerNormalization: patch embedding, MultiHeadAttention (residual), a
+    ReLU MLP (residual), Keras' Attention, mean pooling."""
+    inp = keras.Input((8, 8, 3))
+    h = L.Reshape((4, 8))(L.Conv2D(8, 4, strides=4)(inp))
+    h = L.Add()([h, L.MultiHeadAttention(2, 4)(h, h)])
+    m = L.Dense(16, activation="relu")(h)
+    h = L.Add()([h, L.Dense(8)(m)])
+    h = L.Attention(use_scale=True)([h, h], use_causal_mask=True)
+    h = L.GlobalAveragePooling1D()(h)
+    return keras.Model(inp, L.Dense(3)(h), name="attention")
+
 
 ZOO = {
     f.__name__: f
@@ -358,6 +381,7 @@ ZOO = {
         depthwise_separable_1d, batchnorm, reshaping, merges, preprocessing, embedding, residual,
         nested, multi_input, shared_fanout, nonrelu, modern_blocks,
         recurrent, lstm_text, lambda_layer, custom_layer, subclassed, conv2d_transpose,
+        conv_transpose, attention,
     ]
 }
 #: Built by name like the zoo but not in the contract matrix.

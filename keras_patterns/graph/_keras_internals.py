@@ -38,6 +38,20 @@ def node_output_tensors(node):
     return list(node.outputs)
 
 
+def call_arguments(node):
+    """``(args, kwargs)`` of a node's call, with the symbolic tensors in place."""
+    return tuple(node.arguments.args), dict(node.arguments.kwargs)
+
+
+def attention_projections(layer):
+    """The ``EinsumDense`` sublayers of a built ``MultiHeadAttention``:
+    ``{"query", "key", "value", "output"}`` (Keras keeps them as private attributes)."""
+    return {
+        "query": layer._query_dense, "key": layer._key_dense, "value": layer._value_dense,
+        "output": layer._output_dense,
+    }
+
+
 def call_node(node, values_by_id):
     """Calls a node's operation on concrete values, keeping the call's non-tensor arguments.
 

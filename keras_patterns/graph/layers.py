@@ -14,6 +14,8 @@ import numpy as np
 
 from keras_patterns.graph import _keras_internals as ki
 
+from keras_patterns.graph.attention import AttentionNode
+
 L = keras.layers
 
 #: Kernel layers after canonization (SeparableConv is split into these two kinds).
@@ -21,7 +23,27 @@ DENSE = (L.Dense,)
 CONV = (L.Conv1D, L.Conv2D, L.Conv3D)
 DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-KERNEL_LAYERS = DENSE + CONV + DEPTHWISE
+#: Transposed convolutions: kernel ``(*kernel_size, filters, in_channels)``, the output units on
+#: the second-to-last kernel axis (the adjoint of a ConvND with that kernel).
+CONV_TRANSPOSE = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
+#: EinsumDense (the projections inside MultiHeadAttention, or stand-alone): a kernel layer for the
+#: LRP and gradient-family rules; the pattern statistics refuse it.
+EINSUM_DENSE = (L.EinsumDense,)
+KERNEL_LAYERS = DENSE + CONV + DEPTHWISE + CONV_TRANSPOSE + EINSUM_DENSE
+#: Kernel layers a following BatchNormalization can be folded into (the output units on one
+#: kernel axis: the last one, or the second-to-last for transposed convolutions).
+BN_FOLDABLE = DENSE + CONV + DEPTHWISE + CONV_TRANSPOSE
+#: Kernel layers the pattern statistics fit (EinsumDense has no single unit axis).
+PATTERN_KERNELS = DENSE + CONV + DEPTHWISE + CONV_TRANSPOSE
+#: Attention layers with their own projections, expanded by the attention canonizer into the
+#: query/key/value/output EinsumDense nodes and an attention node.
+MULTI_HEAD_ATTENTION = (L.MultiHeadAttention,)
+#: Keras' projection-free attention layers (canonized into an attention node).
+KERAS_ATTENTION = (L.Attention, L.AdditiveAttention)
+#: The attention step of the canonized graph (weights from q and k, applied to v).
+ATTENTION = (AttentionNode,)
+#: Dense-like kernel layers (the Dense rule of the sequential presets).
+DENSE_LIKE = DENSE + EINSUM_DENSE
 
 MAX_POOLING = (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D)
 AVERAGE_POOLING = (L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D)
@@ -88,11 +110,12 @@ SUPPORTED_LAYERS = (
     + MERGE + ACTIVATIONS + BATCH_NORMALIZATION + PREPROCESSING + EMBEDDING + (L.InputLayer, L.Identity)
     + PER_SAMPLE_NORMALIZATION + MULTIPLY + ADD_OPS + SUBTRACT_OPS + MEAN_OPS + DIVIDE_OPS
     + ACTIVATION_OP_CLASSES
+    + ATTENTION
 )
 
 #: Convolution-like kernel layers (iNNvestigate's ``is_conv_layer``; SeparableConv is split into
 #: a depthwise and a pointwise convolution by the canonizer).
-CONV_LIKE = CONV + DEPTHWISE
+CONV_LIKE = CONV + DEPTHWISE + CONV_TRANSPOSE
 #: Linear layers without kernels that LRP treats by the proportional Z rule.
 Z_LAYERS = (
     AVERAGE_POOLING + GLOBAL_AVERAGE_POOLING + (L.Add, L.Subtract, L.Average) + PREPROCESSING
