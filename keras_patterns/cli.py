@@ -5,6 +5,7 @@ Subcommands:
     demo      train a small CNN on built-in data and write explanation pictures
     fit       fit a pattern analyzer on data and save it (.kpa)
     analyze   explain inputs with a saved .keras model or a saved .kpa analyzer
+    evaluate  measure explanation methods on a model: rho(S), degradation, sanity check, ground truth
 
 Data files are ``.npy`` or ``.npz`` (``--key`` names the array of an ``.npz``; by default its only
 array, or the one called ``x``). Every user error is one line on stderr,
@@ -84,7 +85,41 @@ def _parser():
                    help="output .npz file, one array per model input, named by the input (a .npy "
                         "path writes the one map of a single-input model)")
     a.add_argument("--png", help="also write a heat-map grid (image models only) to this PNG file")
+
+    e = sub.add_parser("evaluate", help="measure explanation methods: rho(S), degradation curves, "
+                                        "sanity check, ground truth")
+    e.add_argument("model", help="a .keras model file (a final softmax is removed)")
+    e.add_argument("inputs", help="a .npy or .npz file of test images (n, H, W[, C])")
+    e.add_argument("-o", "--out", required=True, help="output folder (created): results.json and PNG figures")
+    e.add_argument("--methods", help="comma-separated analyzer names, or 'all' (default: the paper's "
+                                     "set: " + ",".join(_PAPER_METHODS) + ")")
+    e.add_argument("--measures", help="comma-separated, from " + ",".join(_MEASURES) + " (default: "
+                   "degradation and sanity, plus rho with --fit-data and ground_truth with --masks)")
+    e.add_argument("--fit-data", help=".npy/.npz training inputs: fits the pattern methods; rho fits its "
+                                      "patterns on the first half and v on the second half")
+    e.add_argument("--masks", help=".npy/.npz ground-truth masks (0/1), one per input (ground_truth)")
+    e.add_argument("--key", help="the array of an .npz inputs file (default: its only one, or 'x')")
+    e.add_argument("--patch-size", type=int, default=9, help="degradation patch side (default: 9)")
+    e.add_argument("--replacement", default="mean", help="what a removed patch becomes: mean, patch_mean, "
+                                                         "zeros, uniform or blur (default: mean)")
+    e.add_argument("--output", default="logit", help="the curve's value: logit or probability (default: logit)")
+    e.add_argument("--sanity-samples", type=int, default=16,
+                   help="inputs used by the randomization check (default: 16)")
+    e.add_argument("--emd", action="store_true", help="ground_truth also computes XAI-TRIS's EMD score "
+                                                      "and precision (slow above 16x16 without POT)")
+    e.add_argument("--batch-size", type=int, default=32, help="samples per batch (default: 32)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the random order and weights (default: 0)")
     return p
+
+
+# Copies of keras_patterns.evaluation.suite's names (this module must not import TensorFlow).
+_PAPER_METHODS = (
+    "pattern.attribution", "pattern.net", "lrp.sequential_preset_a", "lrp.sequential_preset_b",
+    "lrp.epsilon", "lrp.alpha_1_beta_0", "deep_taylor", "gradient", "input_t_gradient",
+    "guided_backprop", "deconvnet", "integrated_gradients", "smoothgrad",
+)
+_MEASURES = ("rho", "degradation", "sanity", "ground_truth")
+_REPLACEMENTS = ("mean", "patch_mean", "zeros", "uniform", "blur")
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -322,7 +357,127 @@ def _cmd_analyze(args):
     return 0
 
 
-_COMMANDS = {"list": _cmd_list, "demo": _cmd_demo, "fit": _cmd_fit, "analyze": _cmd_analyze}
+def _csv(option, text, allowed, what):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise CLIError(f"{option} needs at least one {what}, received {text!r}")
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise CLIError(f"unknown {what} {unknown[0]!r} in {option}; valid: {', '.join(allowed)}")
+    return list(dict.fromkeys(names))
+
+
+def _evaluate_options(args):
+    """Checks everything that needs no TensorFlow; returns (measures, explicit methods or None)."""
+    for name in ("--batch-size", "--patch-size", "--sanity-samples"):
+        _check_positive(name, getattr(args, name[2:].replace("-", "_")))
+    if args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, received {args.seed}")
+    if args.replacement not in _REPLACEMENTS:
+        raise CLIError(f"--replacement must be one of {', '.join(_REPLACEMENTS)}, received {args.replacement!r}")
+    if args.output not in ("logit", "probability"):
+        raise CLIError(f"--output must be logit or probability, received {args.output!r}")
+    if args.measures is None:
+        measures = [m for m in _MEASURES if (m != "rho" or args.fit_data) and (m != "ground_truth" or args.masks)]
+    else:
+        measures = _csv("--measures", args.measures, _MEASURES, "measure")
+    if "rho" in measures and not args.fit_data:
+        raise CLIError("the measure rho needs --fit-data (training inputs: patterns on the first half, v on "
+                       "the second)")
+    if "ground_truth" in measures and not args.masks:
+        raise CLIError("the measure ground_truth needs --masks (one 0/1 mask per input)")
+    if args.emd and "ground_truth" not in measures:
+        raise CLIError("--emd is part of the measure ground_truth; add --masks (or --measures ground_truth)")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CLIError(f"--out must be a folder, received the file {args.out!r}")
+    return measures
+
+
+def _cmd_evaluate(args):
+    measures = _evaluate_options(args)
+    _check_file(args.model, "model file", (".keras",))
+    x = _load_array(args.inputs, args.key, what="inputs file")
+    fit_data = _load_array(args.fit_data, what="--fit-data file") if args.fit_data else None
+    masks = _load_array(args.masks, what="--masks file") if args.masks else None
+    if masks is not None:
+        if masks.shape[0] != x.shape[0] or masks.shape[1:3] != x.shape[1:3] or masks.ndim not in (3, 4):
+            raise CLIError(f"--masks must hold one (H, W) or (H, W, 1) mask per input, shape {x.shape[:3]} "
+                           f"(+ (1,)), received shape {masks.shape}")
+        if not ((masks == 0) | (masks == 1)).all():
+            raise CLIError("--masks must hold 0/1 values (or booleans)")
+    import keras_patterns as kp
+
+    if args.methods is None:
+        methods, explicit = list(_PAPER_METHODS), False
+    elif args.methods.strip() == "all":
+        methods, explicit = kp.list_analyzers(), False
+    else:
+        methods, explicit = _csv("--methods", args.methods, kp.list_analyzers(), "method"), True
+    if explicit and fit_data is None:
+        needs = [m for m in methods if kp.registry.capabilities(m)["needs_fitting"]]
+        if needs:
+            raise CLIError(f"{needs[0]} needs --fit-data (a .npy/.npz file of training inputs)")
+    model = _load_model(args.model)
+    from keras_patterns.evaluation import suite
+
+    analyzers, used, skipped = suite.build_analyzers(
+        model, methods, fit_data=fit_data, data=fit_data if fit_data is not None else x,
+        batch_size=args.batch_size, log=lambda *a: None)
+    if explicit and skipped:
+        name = next(iter(skipped))
+        raise CLIError(f"method {name!r} {skipped[name]}")
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+    os.makedirs(args.out, exist_ok=True)
+    result = {"model": args.model, "inputs": args.inputs, "n": int(len(x)), "methods": list(analyzers),
+              "arguments": used, "skipped": skipped, "measures": measures}
+    figures = []
+
+    def figure(plot, part, name):
+        try:
+            figures.append(plot(part, os.path.join(args.out, name)))
+        except ImportError:
+            print(f"matplotlib is not installed: {name} not written")
+
+    if "rho" in measures:
+        half = len(fit_data) // 2
+        result["rho"] = suite.rho(model, fit_data[:half], fit_data[half:], x, batch_size=args.batch_size,
+                                  seed=args.seed)
+        figure(suite.plot_rho, result["rho"], "rho.png")
+        for est in result["rho"]["estimators"]:
+            values = ", ".join(f"{k} {v:.3f}" for k, v in zip(result["rho"]["layers"], result["rho"]["mean"][est]))
+            print(f"rho {est}: {values}")
+    maps = None
+    if "degradation" in measures or "ground_truth" in measures:
+        maps, seconds = suite.compute_maps(analyzers, x, log=lambda *a: None)
+        result["analyze_seconds"] = seconds
+    if "degradation" in measures:
+        result["degradation"] = d = suite.degradation(
+            model, x, maps, patch_size=args.patch_size, replacement=args.replacement, output=args.output,
+            batch_size=max(args.batch_size, 64), seed=args.seed)
+        figure(suite.plot_degradation, d, "degradation.png")
+        for name in sorted(d["aopc"], key=lambda n: -d["aopc"][n]):
+            print(f"AOPC {name}: {d['aopc'][name]:.4f}")
+    if "sanity" in measures:
+        result["sanity"] = s = suite.sanity(analyzers, model, x[:args.sanity_samples], fit_data=fit_data,
+                                            seed=args.seed)
+        figure(suite.plot_sanity, s, "sanity.png")
+        for name, values in s["similarity"].items():
+            print(f"sanity {name}: " + " ".join(f"{v:.3f}" for v in values))
+    if "ground_truth" in measures:
+        result["ground_truth"] = g = suite.ground_truth(maps, masks, emd=args.emd)
+        for name, row in g.items():
+            print(f"ground truth {name}: " + ", ".join(
+                f"{k} {'-' if v is None else format(v, '.3f')}" for k, v in row.items()))
+    path = os.path.join(args.out, "results.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1, allow_nan=True)
+    print(f"wrote {', '.join([path] + figures)}")
+    return 0
+
+
+_COMMANDS = {"list": _cmd_list, "demo": _cmd_demo, "fit": _cmd_fit, "analyze": _cmd_analyze,
+             "evaluate": _cmd_evaluate}
 
 
 def _error(message, code):

@@ -1,9 +1,11 @@
 """The linear part of kernel layers as functions of an arbitrary kernel.
 
 Rules replace a layer's kernel W by something else (a pattern A, W*A, W+, W**2, ...); this module
-applies the bias-free linear map of a Dense/Conv/DepthwiseConv layer with any kernel of the same
-shape, so every rule works for every kernel layer kind (Conv1D/2D/3D with strides, dilation,
-SAME/VALID/causal padding and groups, DepthwiseConv1D/2D, Dense on inputs of any rank).
+applies the bias-free linear map of a Dense/Conv/DepthwiseConv/ConvTranspose/EinsumDense layer
+with any kernel of the same shape, so every rule works for every kernel layer kind
+(Conv1D/2D/3D with strides, dilation, SAME/VALID/causal padding and groups, DepthwiseConv1D/2D,
+Conv1D/2D/3DTranspose with output padding, EinsumDense with any equation, Dense on inputs of any
+rank).
 :class:`LinearView` is the one object rules and the pattern statistics use to see a node as
 ``z = lin(x, K) + b``: the map with any kernel, its transpose (with respect to the input and to
 the kernel), and the bias along the channel axis.
@@ -16,14 +18,22 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_patterns.graph.layers import BATCH_NORMALIZATION, CONV, DENSE, DEPTHWISE, KERNEL_LAYERS
+from keras_patterns.graph.layers import (
+    BATCH_NORMALIZATION,
+    CONV,
+    CONV_TRANSPOSE,
+    DENSE,
+    DEPTHWISE,
+    EINSUM_DENSE,
+    KERNEL_LAYERS,
+)
 
 
 def apply_kernel(layer, x, kernel):
     """Computes the layer's bias-free, activation-free output with ``kernel`` in place of W.
 
     Args:
-        layer: a Dense, ConvND or DepthwiseConvND layer.
+        layer: a Dense, ConvND, DepthwiseConvND, ConvNDTranspose or EinsumDense layer.
         x: the layer input.
         kernel: a tensor shaped like ``layer.kernel``.
 
@@ -46,6 +56,14 @@ def apply_kernel(layer, x, kernel):
             x, kernel, strides=layer.strides, padding=layer.padding,
             dilation_rate=layer.dilation_rate, data_format=layer.data_format,
         )
+    if isinstance(layer, CONV_TRANSPOSE):
+        return ops.conv_transpose(
+            x, kernel, strides=list(layer.strides), padding=layer.padding,
+            output_padding=layer.output_padding, dilation_rate=layer.dilation_rate,
+            data_format=layer.data_format,
+        )
+    if isinstance(layer, EINSUM_DENSE):
+        return ops.einsum(layer.equation, x, kernel)
     raise TypeError(
         f"apply_kernel expects one of {[c.__name__ for c in KERNEL_LAYERS]}. "
         f"Received: {type(layer).__name__} ({layer.name})"
@@ -71,7 +89,9 @@ def kernel_matrix_shape(params):
 
     For Dense and ConvND the last kernel axis indexes output units; for DepthwiseConvND the last two
     axes (input channel, multiplier) flattened in C order give the output channel, as Keras orders
-    them; in both cases a C-order reshape of the kernel gives the right columns.
+    them; in both cases a C-order reshape of the kernel gives the right columns. For a transposed
+    convolution the output units are the second-to-last axis: a C-order reshape of
+    :func:`units_last` of the kernel gives the columns.
 
     Args:
         params: the node's :class:`LinearParams`.
@@ -79,7 +99,19 @@ def kernel_matrix_shape(params):
     shape = params.kernel_shape
     if params.depthwise:
         return int(np.prod(shape[:-2])), int(shape[-2] * shape[-1])
+    if params.transposed:
+        return int(np.prod(shape[:-2]) * shape[-1]), int(shape[-2])
     return int(np.prod(shape[:-1])), int(shape[-1])
+
+
+def units_last(a, transposed):
+    """A kernel-shaped array (or tensor) with the output-unit axis last: the last two axes swapped
+    for a transposed convolution (``(*k, filters, in) -> (*k, in, filters)``, the layout of the
+    ConvND it is the adjoint of), unchanged otherwise. Its own inverse."""
+    if not transposed:
+        return a
+    perm = list(range(len(a.shape) - 2)) + [len(a.shape) - 1, len(a.shape) - 2]
+    return np.transpose(a, perm) if isinstance(a, np.ndarray) else tf.transpose(a, perm)
 
 
 class LinearParams:
@@ -97,13 +129,16 @@ class LinearParams:
         kernel_shape: the kernel's static shape.
         depthwise: whether the kernel is a depthwise kernel (the last two axes form the unit).
         dtype: the variables' dtype (e.g. ``"float32"``, also under a mixed precision policy).
+        transposed: whether the kernel is a transposed convolution's (the output units on the
+            second-to-last axis). Defaults to `False`.
     """
 
-    def __init__(self, kernel, bias, kernel_shape, depthwise=False, dtype="float32"):
+    def __init__(self, kernel, bias, kernel_shape, depthwise=False, dtype="float32", transposed=False):
         self._kernel = kernel
         self._bias = bias
         self.kernel_shape = tuple(int(d) for d in kernel_shape)
         self.depthwise = bool(depthwise)
+        self.transposed = bool(transposed)
         self.dtype = str(dtype)
 
     @property
@@ -125,16 +160,21 @@ class LinearParams:
 
     @classmethod
     def of_layer(cls, layer):
-        """The view of a Dense/ConvND/DepthwiseConvND layer's own ``kernel`` and ``bias``."""
+        """The view of a kernel layer's own ``kernel`` and ``bias``."""
         if not isinstance(layer, KERNEL_LAYERS):
             raise TypeError(
                 f"LinearParams.of_layer expects one of {[c.__name__ for c in KERNEL_LAYERS]}. "
                 f"Received: {type(layer).__name__} ({layer.name})"
             )
-        bias = (lambda: layer.bias) if getattr(layer, "use_bias", False) else None
+        if isinstance(layer, EINSUM_DENSE):  # a bias exactly when ``bias_axes`` is set
+            has_bias = getattr(layer, "bias", None) is not None
+        else:
+            has_bias = getattr(layer, "use_bias", False)
+        bias = (lambda: layer.bias) if has_bias else None
         return cls(
             lambda: layer.kernel, bias, tuple(layer.kernel.shape),
             depthwise=isinstance(layer, DEPTHWISE), dtype=layer.variable_dtype or "float32",
+            transposed=isinstance(layer, CONV_TRANSPOSE),
         )
 
     def scaled(self, scale, offset):
@@ -147,6 +187,8 @@ class LinearParams:
             s = tf.cast(scale(), k.dtype)
             if base.depthwise:
                 s = tf.reshape(s, base.kernel_shape[-2:])
+            elif base.transposed:
+                s = tf.reshape(s, (-1, 1))
             return k * s
 
         def bias():
@@ -156,7 +198,7 @@ class LinearParams:
                 b = b + s * tf.cast(base.bias(), s.dtype)
             return tf.cast(b, base.dtype)
 
-        return LinearParams(kernel, bias, self.kernel_shape, self.depthwise, self.dtype)
+        return LinearParams(kernel, bias, self.kernel_shape, self.depthwise, self.dtype, self.transposed)
 
 
 def node_params(node):
@@ -234,8 +276,8 @@ class LinearView:
             self.axes = [axis] if isinstance(axis, int) else list(axis)
         else:
             raise TypeError(
-                "LRP kernel rules apply to Dense, ConvND, DepthwiseConvND and BatchNormalization "
-                f"layers. Received: {type(layer).__name__} ({layer.name})"
+                "LRP kernel rules apply to Dense, ConvND, DepthwiseConvND, ConvNDTranspose, "
+                f"EinsumDense and BatchNormalization layers. Received: {type(layer).__name__} ({layer.name})"
             )
 
     @functools.cached_property
@@ -312,7 +354,11 @@ class LinearView:
 
         ``g`` may hold k times the layer's output units (several signals concatenated on the
         channel axis); the result then has k times the kernel's output units on its last axis
-        (depthwise kernels excepted: they take one signal). Dense layers use a ``tensordot``,
+        (depthwise and transposed kernels excepted: they take one signal). For a transposed
+        convolution a "row" is one output position and its patch the kernel-shaped input values
+        that reach it (zeros where a kernel tap falls between the strided input positions): the
+        filter gradient of the transposed convolution is that sum all the same, since the map is
+        bilinear in (x, K). Dense layers use a ``tensordot``,
         undilated channels_last Conv2D layers the backprop-filter op; everything else the
         gradient of :meth:`apply` with respect to a kernel (its unused forward is pruned).
 
@@ -335,7 +381,7 @@ class LinearView:
             return tf.compat.v1.nn.conv2d_backprop_filter(
                 x, sizes, g, strides=[1, *layer.strides, 1], padding=layer.padding.upper(),
             )
-        if isinstance(layer, DEPTHWISE) or not channels_last(layer):
+        if isinstance(layer, DEPTHWISE + CONV_TRANSPOSE) or not channels_last(layer):
             shape = tuple(kernel_shape)
         else:
             shape = tuple(kernel_shape[:-1]) + (int(g.shape[-1]),)

@@ -12,7 +12,14 @@ for a method with ``unknown_layers="gradient"`` (the gradient family), different
 import keras
 
 from keras_patterns.errors import UnsupportedLayerError, _works_on_any_model
-from keras_patterns.graph.layers import EMBEDDING, SUPPORTED_LAYERS, as_condition
+from keras_patterns.graph.layers import (
+    EMBEDDING,
+    SUPPORTED_LAYERS,
+    as_condition,
+    class_label,
+    describe_node,
+    is_channel_scale,
+)
 from keras_patterns.rules import EMBEDDING_SUM, GRADIENT, Rule
 
 _CUSTOM_RULES = []  # (layer_class, rule, methods or None)
@@ -22,7 +29,8 @@ def register_rule(layer_class, rule=GRADIENT, methods=None):
     """Maps a custom layer class to a backward rule.
 
     Args:
-        layer_class: a ``keras.layers.Layer`` subclass.
+        layer_class: a ``keras.layers.Layer`` subclass, or the class of a Keras operation node
+            (``type(node.layer)`` of a node made by ``x * y``, ``keras.ops.mean(x)``, ...).
         rule: the :class:`~keras_patterns.rules.Rule` to use. Defaults to the plain gradient,
             right for any layer that is linear or piecewise linear with the ReLU gating you want.
         methods: analyzer names the mapping applies to (e.g. ``["gradient", "lrp.epsilon"]``), or
@@ -41,8 +49,11 @@ def register_rule(layer_class, rule=GRADIENT, methods=None):
     kp.register_rule(Scale)              # gradient (= linear) rule for every method
     ```
     """
-    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
-        raise TypeError(f"`layer_class` must be a keras.layers.Layer subclass. Received: {layer_class!r}")
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.Operation)):
+        raise TypeError(
+            "`layer_class` must be a keras.layers.Layer subclass or a Keras operation class. "
+            f"Received: {layer_class!r}"
+        )
     if not isinstance(rule, Rule):
         raise TypeError(f"`rule` must be a keras_patterns.rules.Rule. Received: {rule!r}")
     if methods is not None:
@@ -90,24 +101,34 @@ def resolve(graph, rules=(), method=None, unknown_layers="error"):
         )
     plan, unsupported = Plan(), []
     custom = [(cls, rule) for cls, rule, methods in _CUSTOM_RULES if methods is None or method in methods]
-    defaults = [(EMBEDDING, EMBEDDING_SUM), (SUPPORTED_LAYERS, GRADIENT)]
+    defaults = [(EMBEDDING, EMBEDDING_SUM), (SUPPORTED_LAYERS, GRADIENT), (is_channel_scale, GRADIENT)]
     pairs = [(as_condition(condition), rule) for condition, rule in list(rules) + custom + defaults]
+    registered = [(as_condition(cls), rule) for cls, rule in custom]
     for node in graph.nodes:
         for match, rule in pairs:
             if match(node, graph):
-                plan[node.name] = rule
+                if rule.name == "unsupported":
+                    # A method's refusal with a reason (e.g. an ambiguous gate), unless the user
+                    # registered a rule for the layer class.
+                    rule = next((r for m, r in registered if m(node, graph)), rule)
+                if rule.name == "unsupported":
+                    why = dict(rule.params).get("reason", "")
+                    unsupported.append((node.name, node.class_name, f"{describe_node(node)}: {why}"))
+                else:
+                    plan[node.name] = rule
                 break
         else:
             if unknown_layers == "gradient":
                 plan[node.name] = GRADIENT
             else:
-                unsupported.append((node.name, node.class_name))
+                unsupported.append((node.name, node.class_name, describe_node(node)))
     if unsupported:
-        listing = ", ".join(f"{name} ({cls})" for name, cls in unsupported)
+        listing = ", ".join(text for _, _, text in unsupported)
+        unsupported = [(name, cls) for name, cls, _ in unsupported]
         raise UnsupportedLayerError(
             f"The model contains {len(unsupported)} layer(s) without a backward rule"
             f"{' for ' + repr(method) if method else ''}: {listing}. Supported layers: "
-            f"{sorted({c.__name__ for c in SUPPORTED_LAYERS})}. Map a custom layer to a rule with "
+            f"{sorted({class_label(c) for c in SUPPORTED_LAYERS})}. Map a custom layer to a rule with "
             f"keras_patterns.register_rule(LayerClass, rule). {_works_on_any_model()}",
             layers=unsupported,
         )

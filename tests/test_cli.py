@@ -241,3 +241,134 @@ def test_fit_errors(files, capsys, tmp_path):
     err = _error(capsys, ["analyze", kpa, files["x_img.npy"], "--method", "gradient",
                           "-o", str(tmp_path / "o.npz")], 2)
     assert "holds a 'pattern.net' analyzer; received --method 'gradient'" in err
+
+
+# ------------------------------------------------------------------------------------- evaluate
+@pytest.fixture(scope="module")
+def eval_files(files):
+    d = files["dir"]
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 6, 6, 1)).astype("float32")
+    masks = np.zeros((6, 6, 6), "float32")
+    masks[:, 1:4, 2:5] = 1
+    np.save(os.path.join(d, "x_eval.npy"), x)
+    np.save(os.path.join(d, "masks.npy"), masks)
+    # 200 samples: rho fits v on the second half (100 rows > 48 inputs of the Dense layer)
+    np.save(os.path.join(d, "fit_eval.npy"), rng.normal(size=(200, 6, 6, 1)).astype("float32"))
+    return {"x": os.path.join(d, "x_eval.npy"), "masks": os.path.join(d, "masks.npy"),
+            "fit": os.path.join(d, "fit_eval.npy")}
+
+
+def test_evaluate_numbers_equal_the_library(files, eval_files, capsys, tmp_path):
+    """Every number of results.json is the evaluation function's, recomputed here."""
+    import json
+
+    import keras
+
+    import keras_patterns as kp
+    from keras_patterns import evaluation as ev
+
+    out = str(tmp_path / "ev")
+    assert main(["evaluate", files["img.keras"], eval_files["x"], "--methods", "gradient,pattern.attribution",
+                 "--fit-data", eval_files["fit"], "--masks", eval_files["masks"], "--patch-size", "3",
+                 "--sanity-samples", "4", "--emd", "-o", out]) == 0
+    printed = capsys.readouterr().out
+    with open(os.path.join(out, "results.json")) as f:
+        result = json.load(f)
+    assert result["measures"] == ["rho", "degradation", "sanity", "ground_truth"]
+    assert result["methods"] == ["gradient", "pattern.attribution"] and result["skipped"] == {}
+    for png in ("rho.png", "degradation.png", "sanity.png"):
+        assert os.path.getsize(os.path.join(out, png)) > 0 and png in printed
+
+    logits = kp.model_wo_softmax(keras.models.load_model(files["img.keras"]))
+    x, fit, masks = (np.load(eval_files[k]) for k in ("x", "fit", "masks"))
+    grad = kp.create_analyzer("gradient", logits)
+    maps = grad.analyze(x)
+    curves = ev.region_perturbation(logits, x, maps, patch_size=3)  # mean replacement, logit, morf
+    d = result["degradation"]
+    assert d["aopc"]["gradient"] == pytest.approx(ev.aopc(curves).mean(), rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(d["curves"]["gradient"], curves.mean(axis=0), rtol=1e-12)
+    assert len(d["curves"]["random order"]) == 5  # 6x6 in 3x3 patches: 4 steps + the start
+    rnd = ev.region_perturbation(logits, x, maps, patch_size=3, order="random")
+    assert d["aopc"]["random order"] == pytest.approx(ev.aopc(rnd).mean(), rel=1e-12, abs=1e-12)
+    assert f"AOPC gradient: {d['aopc']['gradient']:.4f}" in printed
+
+    sanity = ev.randomization_check(grad, logits, x[:4], seed=0)
+    assert result["sanity"]["layers"] == sanity["layers"]
+    np.testing.assert_allclose(result["sanity"]["similarity"]["gradient"], sanity["similarity"].mean(axis=1),
+                               rtol=1e-12)
+
+    loc = ev.localization(maps[..., 0], masks > 0)
+    g = result["ground_truth"]["gradient"]
+    for key, values in loc.items():
+        assert g[key] == pytest.approx(values.mean(), rel=1e-12, abs=1e-15)
+    assert g["precision"] == pytest.approx(ev.precision(maps[..., 0], masks).mean(), rel=1e-12)
+    assert g["emd_score"] == pytest.approx(ev.emd_score(maps[..., 0], masks).mean(), rel=1e-9)
+
+    rho = ev.signal_quality(logits, fit[:100], fit[100:], x, batch_size=32, seed=0)
+    for est, by_layer in rho.items():
+        assert result["rho"]["layers"] == list(by_layer)
+        np.testing.assert_allclose(result["rho"]["mean"][est], [v.mean() for v in by_layer.values()], rtol=1e-9)
+
+
+def test_evaluate_defaults_skip_what_the_files_do_not_allow(files, eval_files, capsys, tmp_path):
+    """Without --fit-data: no rho, the pattern methods skipped with a reason; without --masks: no ground truth."""
+    import json
+
+    out = str(tmp_path / "ev")
+    assert main(["evaluate", files["img.keras"], eval_files["x"], "--measures", "degradation",
+                 "--patch-size", "3", "-o", out]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped pattern.attribution: needs fitting data" in printed
+    with open(os.path.join(out, "results.json")) as f:
+        result = json.load(f)
+    from keras_patterns.evaluation import suite
+
+    assert result["methods"] == [m for m in suite.PAPER_METHODS if not m.startswith("pattern.")]
+    assert set(result["degradation"]["aopc"]) == set(result["methods"]) | {"random order"}
+    assert "rho" not in result and "sanity" not in result and "ground_truth" not in result
+    assert result["arguments"]["smoothgrad"]["noise_scale"] == pytest.approx(
+        0.15 * float(np.ptp(np.load(eval_files["x"]))), rel=1e-6)
+
+
+def test_evaluate_copies_of_the_suite_names_agree():
+    """cli.py keeps copies (it must not import TensorFlow at import time): they equal the library's."""
+    from keras_patterns import cli
+    from keras_patterns.evaluation import perturbation, suite
+
+    assert cli._PAPER_METHODS == suite.PAPER_METHODS
+    assert cli._MEASURES == suite.MEASURES
+    assert cli._REPLACEMENTS == perturbation.REPLACEMENTS
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--measures", "rho"], "the measure rho needs --fit-data"),
+    (["--measures", "ground_truth"], "the measure ground_truth needs --masks"),
+    (["--measures", "degradation,speed"], "unknown measure 'speed' in --measures"),
+    (["--methods", "gradient,gradiant"], "unknown method 'gradiant' in --methods"),
+    (["--methods", "pattern.net"], "pattern.net needs --fit-data"),
+    (["--methods", "lrp.alpha_beta"], "method 'lrp.alpha_beta' needs arguments that cannot be inferred"),
+    (["--replacement", "noise"], "--replacement must be one of mean, patch_mean, zeros, uniform, blur"),
+    (["--output", "softmax"], "--output must be logit or probability, received 'softmax'"),
+    (["--patch-size", "0"], "--patch-size must be a positive integer, received 0"),
+    (["--emd"], "--emd is part of the measure ground_truth"),
+    (["--masks", "MASKS3"], "--masks must hold one (H, W) or (H, W, 1) mask per input"),
+    (["--masks", "MASKS2"], "--masks must hold 0/1 values"),
+])
+def test_evaluate_usage_errors(files, eval_files, capsys, tmp_path, argv, message):
+    bad3 = tmp_path / "m3.npy"
+    np.save(bad3, np.ones((3, 6, 6)))  # 3 masks for 6 inputs
+    bad2 = tmp_path / "m2.npy"
+    np.save(bad2, np.full((6, 6, 6), 2.0))
+    argv = [{"MASKS3": str(bad3), "MASKS2": str(bad2)}.get(a, a) for a in argv]
+    out = str(tmp_path / "never")
+    err = _error(capsys, ["evaluate", files["img.keras"], eval_files["x"], "-o", out] + argv, 2)
+    assert message in err, err
+    assert not os.path.exists(out)
+
+
+def test_evaluate_runtime_error_is_one_line(files, capsys, tmp_path):
+    # An MLP's inputs are not images: region_perturbation's ValueError, one line, exit 1.
+    err = _error(capsys, ["evaluate", files["mlp.keras"], files["x_mlp.npy"], "--methods", "gradient",
+                          "--measures", "degradation", "-o", str(tmp_path / "o")], 1)
+    assert "`x` must be images" in err

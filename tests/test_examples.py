@@ -112,3 +112,42 @@ def test_training_callback(tmp_path):
         assert len(values) == 2 and all(0.0 < v < 1.0 for v in values)
     assert any(f.endswith(".png") for f in out["files"])
     assert any(f.endswith(".npz") for f in out["files"])
+
+
+def test_reproduce_paper(tmp_path):
+    import keras_patterns as kp
+
+    out = _example("reproduce_paper").main(["--quick", "--out", str(tmp_path)])
+    # rho: the paper's ordering S_a >> S_w ~ random holds on every reported layer (measured in the
+    # quick run: S_a 0.97-0.99, S_w <= 0.06, random <= 0.01)
+    rho = out["rho"]
+    assert rho["layers"] == ["conv1", "out"]
+    for i, layer in enumerate(rho["layers"]):
+        assert rho["mean"]["S_a"][i] > rho["mean"]["S_w"][i] + 0.5, (layer, rho["mean"])
+        assert rho["mean"]["S_a+-"][i] > rho["mean"]["random"][i] + 0.5, (layer, rho["mean"])
+    # degradation: the AOPC of a mean curve is the mean AOPC (AOPC is linear in the curve)
+    d = out["degradation"]
+    for name, curve in d["curves"].items():
+        c = np.asarray(curve)
+        assert d["aopc"][name] == pytest.approx((c[0] - c).mean(), rel=1e-9, abs=1e-12), name
+        assert d["aopc"][name] == pytest.approx(np.mean(d["aopc_per_sample"][name]), rel=1e-12, abs=1e-15)
+        assert len(c) == 17  # 36x36 in 9x9 patches: 16 steps + the start
+    assert d["aopc"]["lrp.epsilon"] > d["aopc"]["random order"]  # measured 0.082 vs 0.025
+    # sanity: the gradient decorrelates once every layer is random (measured |rho| < 0.1)
+    assert out["sanity"]["layers"] == ["out", "fc1", "conv3", "conv2", "conv1"]
+    assert abs(out["sanity"]["similarity"]["gradient"][-1]) < 0.3
+    # ground truth: every registered analyzer is measured or skipped with a reason
+    names = set(kp.list_analyzers())
+    assert set(out["ground_truth"]) | set(out["skipped"]) == names
+    assert set(out["skipped"]) == {"lrp", "lrp.alpha_beta"}
+    assert set(out["tetromino"]) == names - set(out["skipped"])
+    for row in out["tetromino"].values():
+        assert row["emd_score"] is None or 0.0 <= row["emd_score"] <= 1.0
+        assert 0 <= row["zero_maps"] <= 4 and (row["emd_score"] is None) == (row["zero_maps"] == 4)
+    assert out["tetromino"]["gradient"]["precision"] > out["tetromino"]["random"]["precision"]
+    assert [os.path.basename(f) for f in out["files"]] == [
+        "reproduce_rho.png", "reproduce_degradation.png", "reproduce_degradation_probability.png",
+        "reproduce_sanity.png"]
+    dp = out["degradation_probability"]
+    assert dp["settings"]["output"] == "probability" and set(dp["aopc"]) == set(d["aopc"])
+    assert all(0.0 <= v <= 1.0 for c in dp["curves"].values() for v in c)

@@ -103,7 +103,7 @@ def test_a_preset_refuses_what_it_fixes_and_names_its_own_arguments(mlp):
     with pytest.raises(TypeError, match=r"Analyzer 'lrp.z' fixes \['bn_layer_rule', 'rule'\]"):
         kp.create_analyzer("lrp.z", model, rule="Flat", bn_layer_rule="Z")
     with pytest.raises(TypeError, match=r"'deconvnet' \(a preset of ReverseAnalyzer with the arguments "
-                                        r"\['start'\]\) got an unexpected keyword argument 'epsilon'"):
+                                        r"\['non_relu', 'start'\]\) got an unexpected keyword argument 'epsilon'"):
         kp.create_analyzer("deconvnet", model, epsilon=0.1)
 
 

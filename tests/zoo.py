@@ -303,15 +303,89 @@ def conv2d_transpose():
 #: Conv2DTranspose): explained by the gradient family only (until rules for them exist).
 ANY_MODEL_ZOO = ("recurrent", "lstm_text", "lambda_layer", "custom_layer", "subclassed", "conv2d_transpose")
 
+class ChannelScale(L.Layer):
+    """``x * gamma`` with one weight vector, as ConvNeXt's ``LayerScale`` (detected without
+    registration by ``keras_patterns.graph.layers.is_channel_scale``)."""
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(
+            shape=(input_shape[-1],), initializer=keras.initializers.RandomUniform(0.5, 1.5)
+        )
+
+    def call(self, x):
+        return x * self.gamma
+
+
+def modern_blocks(bias=True, name="modern_blocks"):
+    """Conv -> LayerNorm -> GELU -> squeeze-excitation (swish, sigmoid, ``Multiply``) -> residual
+    branch (GroupNorm, a LayerScale-like ``ChannelScale``, ``x + y``) -> GLU gate written as
+    ``h * keras.activations.sigmoid(g)`` -> ``keras.ops.mean`` -> Dense(swish) -> UnitNormalization
+    -> ``keras.activations.gelu``. With ``bias=False`` every layer is bias- and offset-free (for the
+    conservation identities). The kernel layers on the relevance path have fan-ins of 12 or more:
+    alpha-beta drops the relevance of a unit whose contributions all have one sign (an empty
+    activator or inhibitor), which with random signs happens with probability 2**-fan_in per unit
+    (a ReLU network gives such units no relevance; here LayerNorm and the proportional split of
+    ``x + y`` can)."""
+    inp = keras.Input((6, 6, 3))
+    h = L.Conv2D(16, 3, padding="same", use_bias=bias)(inp)
+    h = L.LayerNormalization(center=bias)(h)
+    h = L.Activation("gelu")(h)
+    s = L.GlobalAveragePooling2D(keepdims=True)(h)
+    s = L.Conv2D(4, 1, activation="swish", use_bias=bias)(s)
+    s = L.Conv2D(16, 1, activation="sigmoid", use_bias=bias)(s)
+    h = L.Multiply()([h, s])
+    r = L.Conv2D(16, 3, padding="same", use_bias=bias)(h)
+    r = L.GroupNormalization(groups=4, center=bias)(r)
+    r = ChannelScale()(r)
+    h = h + r
+    g = L.Dense(16, use_bias=bias)(h)
+    h = h * keras.activations.sigmoid(g)
+    h = keras.ops.mean(h, axis=[1, 2])
+    h = L.Dense(12, activation="swish", use_bias=bias)(h)
+    h = L.UnitNormalization()(h)
+    h = keras.activations.gelu(h)
+    return keras.Model(inp, L.Dense(3, use_bias=bias)(h), name=name)
+
+
+def modern_bias_free():
+    return modern_blocks(bias=False, name="modern_bias_free")
+
+def conv_transpose():
+    inp = keras.Input((4, 4, 3))
+    h = L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu")(inp)
+    h = L.BatchNormalization()(h)  # folded into the transposed convolution
+    h = L.Conv2DTranspose(3, 2, padding="valid")(h)
+    h = L.ReLU()(h)
+    h = L.Conv1DTranspose(2, 3, strides=2)(L.Reshape((81, 3))(h))
+    h = L.GlobalMaxPooling1D()(h)
+    return _randomize_bn(keras.Model(inp, L.Dense(3)(h), name="conv_transpose"))
+
+
+def attention():
+    """A small ViT without LayerNormalization: patch embedding, MultiHeadAttention (residual), a
+    ReLU MLP (residual), Keras' Attention, mean pooling."""
+    inp = keras.Input((8, 8, 3))
+    h = L.Reshape((4, 8))(L.Conv2D(8, 4, strides=4)(inp))
+    h = L.Add()([h, L.MultiHeadAttention(2, 4)(h, h)])
+    m = L.Dense(16, activation="relu")(h)
+    h = L.Add()([h, L.Dense(8)(m)])
+    h = L.Attention(use_scale=True)([h, h], use_causal_mask=True)
+    h = L.GlobalAveragePooling1D()(h)
+    return keras.Model(inp, L.Dense(3)(h), name="attention")
+
+
 ZOO = {
     f.__name__: f
     for f in [
         dense_mlp, dense_rank3, conv1d, conv2d_pool, conv3d, depthwise_separable,
         depthwise_separable_1d, batchnorm, reshaping, merges, preprocessing, embedding, residual,
-        nested, multi_input, shared_fanout, nonrelu,
+        nested, multi_input, shared_fanout, nonrelu, modern_blocks,
         recurrent, lstm_text, lambda_layer, custom_layer, subclassed, conv2d_transpose,
+        conv_transpose, attention,
     ]
 }
+#: Built by name like the zoo but not in the contract matrix.
+EXTRA = {"modern_bias_free": modern_bias_free}
 
 
 def _app(fn, size, **kw):
@@ -341,7 +415,7 @@ ANY_MODEL_APPS = ("efficientnetb0", "mobilenetv3small", "convnexttiny")
 def build(name, seed=0):
     """Builds zoo model ``name`` with deterministic weights."""
     keras.utils.set_random_seed(seed)
-    return {**ZOO, **SLOW_ZOO}[name]()
+    return {**ZOO, **SLOW_ZOO, **EXTRA}[name]()
 
 
 _CACHE = {}
@@ -368,7 +442,7 @@ def cached_float64(name):
         keras.config.set_floatx("float64")  # the model's Input too, not only its layers
         try:
             keras.utils.set_random_seed(0)
-            twin = {**ZOO, **SLOW_ZOO}[name]()
+            twin = {**ZOO, **SLOW_ZOO, **EXTRA}[name]()
         finally:
             keras.config.set_dtype_policy(previous)
             keras.config.set_floatx(floatx)

@@ -44,8 +44,8 @@ class Analyzer:
             Defaults to `False`.
         canonizers: graph -> graph functions applied to the model's graph before the analysis,
             in order (see :mod:`keras_patterns.canonizers`), or their names. Defaults to `None`,
-            :data:`~keras_patterns.canonizers.DEFAULT_CANONIZERS` (separable split, activation
-            split, BatchNormalization folding).
+            :data:`~keras_patterns.canonizers.DEFAULT_CANONIZERS` (attention expansion, separable
+            split, activation split, BatchNormalization folding).
         **reverse_kwargs: iNNvestigate's ``reverse_*`` arguments, for code ported from it (see
             :data:`REVERSE_KWARGS`): accepted when they ask for what this library does anyway,
             a ValueError naming the alternative otherwise.
@@ -523,7 +523,8 @@ def _has_unsaveable(v):
 
 
 def _builtin_canonizers():
-    return {f.__name__: f for f in (C.split_separable, C.split_activations, C.fold_batchnorm)}
+    return {f.__name__: f for f in (C.expand_attention, C.split_separable, C.split_activations,
+                                    C.fold_batchnorm)}
 
 
 def _canonizer_functions(canonizers):

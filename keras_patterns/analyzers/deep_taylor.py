@@ -5,15 +5,20 @@ from keras_patterns.analyzers.base import ReverseAnalyzer
 from keras_patterns.analyzers.method import Method
 from keras_patterns.analyzers.relevance_based import is_input_layer
 from keras_patterns.graph.checks import RECTIFIER_VARIANTS
-from keras_patterns.graph.layers import ACTIVATIONS, KERNEL_LAYERS
+from keras_patterns.graph.layers import ACTIVATIONS, ATTENTION, KERNEL_LAYERS
 from keras_patterns.registry import register_preset
 from keras_patterns.rules import IDENTITY
 from keras_patterns.rules import lrp as R
+from keras_patterns.rules.modern import LRP_MODERN_RULES
+from keras_patterns.rules.attention import CONSTANT_ATTENTION
 
 #: z+ on both input signs without bias at every kernel layer, relevance through activations, the
-#: gradient elsewhere; the backward pass starts from relu(y_k).
+#: gradient elsewhere (attention weights as constants at attention nodes, as for LRP); the backward
+#: pass starts from relu(y_k).
 DEEP_TAYLOR_METHOD = Method(
-    rules=((KERNEL_LAYERS, R.ALPHA_1_BETA_0_IB), (ACTIVATIONS, IDENTITY)), seed="relu_value",
+    rules=((KERNEL_LAYERS, R.ALPHA_1_BETA_0_IB), (ACTIVATIONS, IDENTITY), (ATTENTION, CONSTANT_ATTENTION))
+    + LRP_MODERN_RULES,
+    seed="relu_value",
     requires_relu="raise", relu_variants=RECTIFIER_VARIANTS + ("leaky_relu",), conserves_relevance=True,
 )
 

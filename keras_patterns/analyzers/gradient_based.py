@@ -13,6 +13,13 @@ from keras_patterns.analyzers.method import Method, check_postprocess
 from keras_patterns.graph.layers import EMBEDDING, is_rectifier
 from keras_patterns.registry import register, register_preset
 from keras_patterns.rules import DECONVNET_RELU, EMBEDDING_TIMES_INPUT, GUIDED_RELU
+from keras_patterns.rules.activation import (
+    DECONVNET_AS_RELU,
+    GUIDED_AS_RELU,
+    check_non_relu,
+    is_nonrelu_activation,
+)
+from keras_patterns.rules.modern import SIGNAL_MODERN_RULES
 
 
 def _relu_node(node, graph):
@@ -28,10 +35,27 @@ GRADIENT_METHOD = Method(unknown_layers="gradient")
 INPUT_TIMES_GRADIENT_METHOD = GRADIENT_METHOD.replace(rules=((EMBEDDING, EMBEDDING_TIMES_INPUT),),
                                                       multiplies_by_input=True)
 #: Deconvnet: the backward signal is rectified at every ReLU, the forward mask ignored.
-DECONVNET_METHOD = Method(rules=((_relu_node, DECONVNET_RELU),), seed="value", requires_relu="raise",
-                          output_kind="signal")
+_NON_RELU_NOTE = (
+    "Pass non_relu='gradient' (their own gradient) or non_relu='relu' (treated like ReLU) to "
+    "explain the model anyway (see docs/support.md)."
+)
+DECONVNET_METHOD = Method(rules=((_relu_node, DECONVNET_RELU),) + SIGNAL_MODERN_RULES, seed="value",
+                          requires_relu="raise", output_kind="signal", relu_note=_NON_RELU_NOTE)
 #: Guided backprop: relu(signal) * [forward input > 0] at every ReLU.
-GUIDED_BACKPROP_METHOD = DECONVNET_METHOD.replace(rules=((_relu_node, GUIDED_RELU),))
+GUIDED_BACKPROP_METHOD = DECONVNET_METHOD.replace(rules=((_relu_node, GUIDED_RELU),) + SIGNAL_MODERN_RULES)
+
+
+def _with_non_relu(method, non_relu, as_relu):
+    """``method`` for the ``non_relu`` option: None refuses non-ReLU activations; ``"gradient"``
+    and ``"relu"`` accept them with one warning (at construction) naming them."""
+    if check_non_relu(non_relu) is None:
+        return method
+    if non_relu == "gradient":
+        note = "They are passed by their own gradient (non_relu='gradient')."
+        return method.replace(requires_relu="warn", relu_note=note)
+    note = "They are treated like ReLU (non_relu='relu')."
+    return method.replace(rules=((is_nonrelu_activation, as_relu),) + method.rules,
+                          requires_relu="warn", relu_note=note)
 
 _STARTS = {"value": "value", "one": "ones"}
 
@@ -87,7 +111,7 @@ def input_t_gradient(postprocess=None):
 
 
 @register_preset("deconvnet", ReverseAnalyzer)
-def deconvnet(start="value"):
+def deconvnet(start="value", non_relu=None):
     """Deconvnet (Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", 2014,
     arXiv 1311.2901): at every ReLU the backward signal is rectified, the forward mask is ignored.
 
@@ -96,13 +120,23 @@ def deconvnet(start="value"):
     selected neuron, as the papers, xplique and tf-keras-vis do. Rectifier variants (ReLU6, clipped
     or thresholded ReLU layers) are treated like ReLU, with a warning.
 
+    Gates (squeeze-excitation ``Multiply``) pass ``r * gate`` to the gated signal (the gate is a
+    constant, Arras et al. 2017); LayerNormalization/GroupNormalization/UnitNormalization pass
+    the gradient with their statistics held constant (Ali et al., ICML 2022).
+
     Args:
         start: ``"value"`` (start from the selected output value, as iNNvestigate) or ``"one"``
             (start from 1, the textbook seeding). Defaults to `"value"`.
+        non_relu: what to do with non-ReLU activations (GELU, swish, sigmoid, tanh, LeakyReLU,
+            ...): None refuses the model; ``"gradient"`` passes the signal through their own
+            gradient ``r * f'(x)``; ``"relu"`` treats them like ReLU (``relu(r)``). Both warn once,
+            naming the layers. Defaults to `None`.
 
     Raises:
-        NotAnalyzeableModelError: if the model has other non-linearities (tanh, LeakyReLU, ...).
-        ValueError: if ``start`` is not ``"value"`` or ``"one"``.
+        NotAnalyzeableModelError: if the model has other non-linearities (tanh, LeakyReLU, ...)
+            and ``non_relu`` is None.
+        ValueError: if ``start`` is not ``"value"`` or ``"one"``, or ``non_relu`` not one of
+            None, ``"gradient"``, ``"relu"``.
 
     Example:
 
@@ -110,18 +144,22 @@ def deconvnet(start="value"):
     maps = kp.create_analyzer("deconvnet", model, start="one").analyze(x)
     ```
     """
-    return dict(method=DECONVNET_METHOD.replace(seed=_check_start(start)))
+    method = _with_non_relu(DECONVNET_METHOD, non_relu, DECONVNET_AS_RELU)
+    return dict(method=method.replace(seed=_check_start(start)))
 
 
 @register_preset("guided_backprop", ReverseAnalyzer)
-def guided_backprop(start="value"):
+def guided_backprop(start="value", non_relu=None):
     """Guided backpropagation (Springenberg et al., "Striving for Simplicity: The All Convolutional
     Net", 2015, arXiv 1412.6806): at every ReLU, relu(signal) * [forward input > 0].
 
     Starts from the selected output value (iNNvestigate's identity head) by default, or from 1
-    with ``start="one"`` (see :func:`deconvnet`).
+    with ``start="one"`` (see :func:`deconvnet`). ``non_relu``: None refuses non-ReLU activations,
+    ``"gradient"`` passes their gradient, ``"relu"`` applies ``relu(r) * [x > 0]`` there (see
+    :func:`deconvnet`).
     """
-    return dict(method=GUIDED_BACKPROP_METHOD.replace(seed=_check_start(start)))
+    method = _with_non_relu(GUIDED_BACKPROP_METHOD, non_relu, GUIDED_AS_RELU)
+    return dict(method=method.replace(seed=_check_start(start)))
 
 
 @register("gradient.baseline")

@@ -65,6 +65,8 @@ class Method:
         unknown_layers: ``"error"`` or ``"gradient"`` (see :data:`UNKNOWN_LAYERS`): whether layers
             without a rule, and models without a layer graph, are refused or differentiated
             through. The gradient family sets ``"gradient"``; rule-based methods keep ``"error"``.
+        relu_note: appended to the refusal or warning of :attr:`requires_relu` (e.g. the option
+            that makes the method work on non-ReLU networks).
 
     Raises:
         ValueError: a field outside its allowed values.
@@ -80,6 +82,7 @@ class Method:
     conserves_relevance: bool = False
     needs_fitting: bool = False
     unknown_layers: str = "error"
+    relu_note: str = ""
 
     def __post_init__(self):
         for field, allowed in (("seed", SEEDS), ("postprocess", POSTPROCESS),
@@ -113,7 +116,7 @@ class Method:
         elif self.requires_relu is not None:
             action = "warn" if self.requires_relu == "warn" or disable_model_checks else "raise"
             try:
-                check_relu_only(graph, name, warn_for=self.relu_variants, action=action)
+                check_relu_only(graph, name, warn_for=self.relu_variants, action=action, note=self.relu_note)
             except NotAnalyzeableModelError as e:
                 raise NotAnalyzeableModelError(f"{e} {_works_on_any_model()}") from None
 

@@ -19,6 +19,7 @@ from keras_patterns.patterns.estimators import canonical_pattern_type
 from keras_patterns.patterns.statistics import pattern_keys
 from keras_patterns.rules.base import per_sample
 from keras_patterns.registry import register_preset
+from keras_patterns.rules.modern import SIGNAL_MODERN_RULES
 from keras_patterns.rules.pattern import PATTERN_ATTRIBUTION, PATTERN_NET
 from keras_patterns._warnings import user_stacklevel
 
@@ -82,11 +83,12 @@ def _check_pattern_type(pattern_type):
 
 
 #: PatternNet: every kernel layer's backward pass uses its pattern A in place of W.
-PATTERN_NET_METHOD = Method(rules=((KERNEL_LAYERS, PATTERN_NET),), seed="value", requires_relu="warn",
+PATTERN_NET_METHOD = Method(rules=((KERNEL_LAYERS, PATTERN_NET),) + SIGNAL_MODERN_RULES, seed="value",
+                            requires_relu="warn",
                             output_kind="signal", needs_fitting=True)
 #: PatternAttribution: ``W * A`` in place of W.
 PATTERN_ATTRIBUTION_METHOD = PATTERN_NET_METHOD.replace(
-    rules=((KERNEL_LAYERS, PATTERN_ATTRIBUTION),), output_kind="attribution")
+    rules=((KERNEL_LAYERS, PATTERN_ATTRIBUTION),) + SIGNAL_MODERN_RULES, output_kind="attribution")
 
 
 class PatternAnalyzer(ReverseAnalyzer):

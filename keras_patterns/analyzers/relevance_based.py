@@ -7,7 +7,6 @@ Overview", 2019. Names and defaults follow iNNvestigate (2.1.2, plus 1.0.9's ``l
 """
 
 
-import numpy as np
 
 from keras_patterns import validation
 from keras_patterns.analyzers.base import _UNSAVEABLE, ReverseAnalyzer, _jsonable
@@ -15,9 +14,10 @@ from keras_patterns.analyzers.method import Method
 from keras_patterns.registry import register, register_preset
 from keras_patterns.graph.layers import (
     ACTIVATIONS,
+    ATTENTION,
     BATCH_NORMALIZATION,
     CONV_LIKE,
-    DENSE,
+    DENSE_LIKE,
     KERNEL_LAYERS,
     TRANSPARENT,
     Z_LAYERS,
@@ -26,6 +26,8 @@ from keras_patterns.graph.layers import (
 )
 from keras_patterns.rules import IDENTITY, Rule
 from keras_patterns.rules import lrp as R
+from keras_patterns.rules.modern import LRP_MODERN_RULES
+from keras_patterns.rules.attention import CONSTANT_ATTENTION
 
 
 
@@ -108,7 +110,9 @@ def _until_condition(model, idx):
 
 
 #: LRP: start from the selected output value; relevance is conserved by design.
-LRP_METHOD = Method(seed="value", conserves_relevance=True)
+#: Modern layers (gates, LayerNormalization, Keras operations, LayerScale) get the rules of
+#: :data:`~keras_patterns.rules.modern.LRP_MODERN_RULES`.
+LRP_METHOD = Method(rules=LRP_MODERN_RULES, seed="value", conserves_relevance=True)
 #: The presets for ConvNets warn on networks with non-ReLU activations.
 _RELU_ADVISED = LRP_METHOD.replace(requires_relu="advise")
 
@@ -198,7 +202,8 @@ class LRP(ReverseAnalyzer):
                 pairs.append((_until_condition(model, int(until_layer_idx)), until))
         pairs += _kernel_rules(rule)
         bn_rule = R.Z if bn_layer_rule is None else R.get_rule(bn_layer_rule, "bn_layer_rule")
-        pairs += [(BATCH_NORMALIZATION, bn_rule), (Z_LAYERS, R.Z_NONKERNEL), (ACTIVATIONS, IDENTITY)]
+        pairs += [(BATCH_NORMALIZATION, bn_rule), (Z_LAYERS, R.Z_NONKERNEL), (ACTIVATIONS, IDENTITY),
+                  (ATTENTION, CONSTANT_ATTENTION)]
         base = LRP_METHOD if method is None else method
         # The analyzer's method: its arguments as rules, before the base method's own.
         self.method = base.replace(rules=tuple(pairs) + base.rules)
@@ -335,7 +340,7 @@ def gamma(gamma=0.25, bias=True):
 
 def _sequential(conv_rule, epsilon, bn_layer_rule, **extra):
     eps_rule = R.epsilon_rule(epsilon)
-    return dict(rule=[(DENSE, eps_rule), (CONV_LIKE, conv_rule)], bn_layer_rule=bn_layer_rule or eps_rule,
+    return dict(rule=[(DENSE_LIKE, eps_rule), (CONV_LIKE, conv_rule)], bn_layer_rule=bn_layer_rule or eps_rule,
                 method=_RELU_ADVISED, **extra)
 
 

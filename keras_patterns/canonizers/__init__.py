@@ -6,17 +6,19 @@ copies of their layers and live views of the weights: nothing is copied).
 """
 
 from keras_patterns.canonizers.activation import split_activations
+from keras_patterns.canonizers.attention import expand_attention
 from keras_patterns.canonizers.batchnorm import fold_batchnorm
 from keras_patterns.canonizers.separable import split_separable
 from keras_patterns.graph import walk
 from keras_patterns.graph.checks import check_single_output
 
 #: The canonizers every analyzer and the pattern fitting apply, in order.
-DEFAULT_CANONIZERS = (split_separable, split_activations, fold_batchnorm)
+DEFAULT_CANONIZERS = (expand_attention, split_separable, split_activations, fold_batchnorm)
 
 
 def canonize(graph, fold_bn=True):
-    """Applies all canonizers: separable split, activation split, then BatchNorm folding.
+    """Applies all canonizers: attention expansion, separable split, activation split, then
+    BatchNorm folding.
 
     Args:
         graph: a walked graph.
@@ -38,7 +40,8 @@ def prepare_graph(model, canonizers=DEFAULT_CANONIZERS, opaque=False):
     Args:
         model: a Functional or Sequential Keras model with one output (never modified).
         canonizers: graph -> graph functions applied in order. Defaults to
-            :data:`DEFAULT_CANONIZERS` (separable split, activation split, BatchNorm folding).
+            :data:`DEFAULT_CANONIZERS` (attention expansion, separable split, activation split,
+            BatchNorm folding).
         opaque: a model without a layer graph (subclassed) becomes one node instead of an
             error (see :func:`~keras_patterns.graph.walk`). Defaults to `False`.
 
@@ -56,6 +59,6 @@ def prepare_graph(model, canonizers=DEFAULT_CANONIZERS, opaque=False):
 
 
 __all__ = [
-    "DEFAULT_CANONIZERS", "canonize", "fold_batchnorm", "prepare_graph", "split_activations",
-    "split_separable",
+    "DEFAULT_CANONIZERS", "canonize", "expand_attention", "fold_batchnorm", "prepare_graph",
+    "split_activations", "split_separable",
 ]

@@ -1,7 +1,7 @@
 """Canonizer: fold BatchNormalization into the preceding kernel layer."""
 
 from keras_patterns.canonizers.clone import config_clone
-from keras_patterns.graph.layers import BATCH_NORMALIZATION, KERNEL_LAYERS, activation_name
+from keras_patterns.graph.layers import BATCH_NORMALIZATION, BN_FOLDABLE, activation_name
 from keras_patterns.linear import batchnorm_scale_offset, channels_last, linear_fn, node_params
 
 
@@ -15,7 +15,7 @@ def _foldable(graph, bn_node):
     if axis is None or axis not in (-1, rank - 1):
         return None
     producer = graph.producer(tin)
-    if producer is None or not isinstance(producer.layer, KERNEL_LAYERS):
+    if producer is None or not isinstance(producer.layer, BN_FOLDABLE):
         return None
     if activation_name(getattr(producer.layer, "activation", None)) != "linear":
         return None

@@ -38,6 +38,20 @@ def node_output_tensors(node):
     return list(node.outputs)
 
 
+def call_arguments(node):
+    """``(args, kwargs)`` of a node's call, with the symbolic tensors in place."""
+    return tuple(node.arguments.args), dict(node.arguments.kwargs)
+
+
+def attention_projections(layer):
+    """The ``EinsumDense`` sublayers of a built ``MultiHeadAttention``:
+    ``{"query", "key", "value", "output"}`` (Keras keeps them as private attributes)."""
+    return {
+        "query": layer._query_dense, "key": layer._key_dense, "value": layer._value_dense,
+        "output": layer._output_dense,
+    }
+
+
 def call_node(node, values_by_id):
     """Calls a node's operation on concrete values, keeping the call's non-tensor arguments.
 
@@ -136,3 +150,29 @@ def progbar_set_value(progbar, name, value):
     if name not in progbar._values_order:
         progbar._values_order.append(name)
     progbar._values[name] = value
+
+
+def operation_classes(module, names):
+    """The classes of Keras operations (``keras.src.ops.<module>.<Name>``) that a Functional model
+    records as nodes when ``x + y``, ``x * y``, ``keras.ops.mean(x)`` or ``keras.activations.gelu(x)``
+    is applied to symbolic tensors. Keras exports only the functions, not these classes; names a
+    Keras version lacks are skipped.
+
+    Args:
+        module: ``"numpy"`` or ``"nn"``.
+        names: class names, e.g. ``("Add", "Multiply")``.
+
+    Returns:
+        A tuple of classes.
+    """
+    import importlib
+
+    mod = importlib.import_module(f"keras.src.ops.{module}")
+    return tuple(getattr(mod, n) for n in names if isinstance(getattr(mod, n, None), type))
+
+
+def is_operation_class(cls):
+    """True for a Keras operation class (``keras.Operation`` subclass) that is not a layer."""
+    return isinstance(cls, type) and issubclass(cls, keras.Operation) and not issubclass(
+        cls, keras.layers.Layer
+    )

@@ -53,7 +53,7 @@ def non_relu_nodes(graph, allowed=()):
     ]
 
 
-def check_relu_only(graph, method, warn_for=RECTIFIER_VARIANTS, action="raise"):
+def check_relu_only(graph, method, warn_for=RECTIFIER_VARIANTS, action="raise", note=""):
     """Checks that every non-linearity is a ReLU.
 
     Args:
@@ -63,6 +63,8 @@ def check_relu_only(graph, method, warn_for=RECTIFIER_VARIANTS, action="raise"):
             rectifier variants (ReLU6, thresholded/clipped ReLU layers).
         action: "raise" (NotAnalyzeableModelError) or "warn" for other non-linearities. Defaults
             to `"raise"`.
+        note: a sentence appended to the message (e.g. the option that allows them). Defaults
+            to `""`.
 
     Raises:
         NotAnalyzeableModelError: non-ReLU non-linearities with ``action="raise"``.
@@ -71,7 +73,7 @@ def check_relu_only(graph, method, warn_for=RECTIFIER_VARIANTS, action="raise"):
     if bad:
         message = (
             f"{method} is only specified for networks with ReLU activations. Received non-ReLU "
-            f"activations in: {', '.join(bad)}."
+            f"activations in: {', '.join(bad)}." + (f" {note}" if note else "")
         )
         if action == "raise":
             raise NotAnalyzeableModelError(message)

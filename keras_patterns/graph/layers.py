@@ -6,8 +6,15 @@ Every tuple of layer classes the package tests against lives here, named for wha
 
 import functools
 import inspect
+import re
+import weakref
 
 import keras
+import numpy as np
+
+from keras_patterns.graph import _keras_internals as ki
+
+from keras_patterns.graph.attention import AttentionNode
 
 L = keras.layers
 
@@ -16,7 +23,27 @@ DENSE = (L.Dense,)
 CONV = (L.Conv1D, L.Conv2D, L.Conv3D)
 DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-KERNEL_LAYERS = DENSE + CONV + DEPTHWISE
+#: Transposed convolutions: kernel ``(*kernel_size, filters, in_channels)``, the output units on
+#: the second-to-last kernel axis (the adjoint of a ConvND with that kernel).
+CONV_TRANSPOSE = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
+#: EinsumDense (the projections inside MultiHeadAttention, or stand-alone): a kernel layer for the
+#: LRP and gradient-family rules; the pattern statistics refuse it.
+EINSUM_DENSE = (L.EinsumDense,)
+KERNEL_LAYERS = DENSE + CONV + DEPTHWISE + CONV_TRANSPOSE + EINSUM_DENSE
+#: Kernel layers a following BatchNormalization can be folded into (the output units on one
+#: kernel axis: the last one, or the second-to-last for transposed convolutions).
+BN_FOLDABLE = DENSE + CONV + DEPTHWISE + CONV_TRANSPOSE
+#: Kernel layers the pattern statistics fit (EinsumDense has no single unit axis).
+PATTERN_KERNELS = DENSE + CONV + DEPTHWISE + CONV_TRANSPOSE
+#: Attention layers with their own projections, expanded by the attention canonizer into the
+#: query/key/value/output EinsumDense nodes and an attention node.
+MULTI_HEAD_ATTENTION = (L.MultiHeadAttention,)
+#: Keras' projection-free attention layers (canonized into an attention node).
+KERAS_ATTENTION = (L.Attention, L.AdditiveAttention)
+#: The attention step of the canonized graph (weights from q and k, applied to v).
+ATTENTION = (AttentionNode,)
+#: Dense-like kernel layers (the Dense rule of the sequential presets).
+DENSE_LIKE = DENSE + EINSUM_DENSE
 
 MAX_POOLING = (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D)
 AVERAGE_POOLING = (L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D)
@@ -40,19 +67,60 @@ ACTIVATIONS = (L.Activation, L.ReLU, L.LeakyReLU)
 BATCH_NORMALIZATION = (L.BatchNormalization,)
 PREPROCESSING = (L.Rescaling, L.Normalization)
 EMBEDDING = (L.Embedding,)
+#: Normalizations whose statistics are computed per sample (over features, groups of channels or
+#: the whole vector): linear for the backward pass once the statistics are held constant (Ali et
+#: al., ICML 2022). Not folded, not in :data:`BATCH_NORMALIZATION`.
+PER_SAMPLE_NORMALIZATION = (L.LayerNormalization, L.GroupNormalization, L.UnitNormalization)
+
+# Keras operations applied to symbolic tensors in a Functional model (``x + y``, ``x * y``,
+# ``keras.ops.mean(x)``, ``keras.activations.gelu(x)``) are graph nodes of their own; their classes
+# are not exported by Keras (see :func:`~keras_patterns.graph._keras_internals.operation_classes`).
+ADD_OPS = ki.operation_classes("numpy", ("Add",))
+SUBTRACT_OPS = ki.operation_classes("numpy", ("Subtract",))
+MEAN_OPS = ki.operation_classes("numpy", ("Mean",))
+MULTIPLY_OPS = ki.operation_classes("numpy", ("Multiply",))
+DIVIDE_OPS = ki.operation_classes("numpy", ("Divide", "TrueDivide"))
+#: Element-wise products: the ``Multiply`` layer and ``x * y``. With two tensor inputs one of them is
+#: usually a gate (squeeze-excitation, GLU); see :mod:`keras_patterns.rules.gate`.
+MULTIPLY = (L.Multiply,) + MULTIPLY_OPS
+#: Activation operations (``keras.activations.gelu(x)`` on a symbolic tensor) -> activation name.
+ACTIVATION_OPS = {
+    cls: name
+    for module, pairs in (
+        ("nn", (("Relu", "relu"), ("Relu6", "relu6"), ("Gelu", "gelu"), ("Silu", "silu"),
+                ("HardSilu", "hard_silu"), ("Sigmoid", "sigmoid"), ("HardSigmoid", "hard_sigmoid"),
+                ("Elu", "elu"), ("Selu", "selu"), ("Softplus", "softplus"),
+                ("LeakyRelu", "leaky_relu"), ("Softmax", "softmax"))),
+        ("numpy", (("Tanh", "tanh"),)),
+    )
+    for name_cls, name in pairs
+    for cls in ki.operation_classes(module, (name_cls,))
+}
+ACTIVATION_OP_CLASSES = tuple(ACTIVATION_OPS)
+#: Smooth (non-ReLU) activations with a documented treatment in every method family
+#: (docs/support.md); Keras names (``swish`` is ``silu``, ``hard_swish`` is ``hard_silu``).
+SMOOTH_ACTIVATIONS = (
+    "gelu", "silu", "hard_silu", "sigmoid", "hard_sigmoid", "tanh", "elu", "selu", "softplus", "mish",
+)
 
 #: Every layer class with a built-in backward rule.
 SUPPORTED_LAYERS = (
     KERNEL_LAYERS + SEPARABLE + MAX_POOLING + AVERAGE_POOLING + GLOBAL_MAX_POOLING
     + GLOBAL_AVERAGE_POOLING + RESHAPING + PADDING_CROPPING + UPSAMPLING + NOISE_AND_DROPOUT
     + MERGE + ACTIVATIONS + BATCH_NORMALIZATION + PREPROCESSING + EMBEDDING + (L.InputLayer, L.Identity)
+    + PER_SAMPLE_NORMALIZATION + MULTIPLY + ADD_OPS + SUBTRACT_OPS + MEAN_OPS + DIVIDE_OPS
+    + ACTIVATION_OP_CLASSES
+    + ATTENTION
 )
 
 #: Convolution-like kernel layers (iNNvestigate's ``is_conv_layer``; SeparableConv is split into
 #: a depthwise and a pointwise convolution by the canonizer).
-CONV_LIKE = CONV + DEPTHWISE
+CONV_LIKE = CONV + DEPTHWISE + CONV_TRANSPOSE
 #: Linear layers without kernels that LRP treats by the proportional Z rule.
-Z_LAYERS = AVERAGE_POOLING + GLOBAL_AVERAGE_POOLING + (L.Add, L.Subtract, L.Average) + PREPROCESSING
+Z_LAYERS = (
+    AVERAGE_POOLING + GLOBAL_AVERAGE_POOLING + (L.Add, L.Subtract, L.Average) + PREPROCESSING
+    + ADD_OPS + SUBTRACT_OPS + MEAN_OPS
+)
 #: Layers that move or keep values without mixing them (reshaping, zero padding, inactive
 #: dropout/noise, Identity): looked through when deciding whether a kernel layer sees the model
 #: input. iNNvestigate uses Flatten/Permute/Reshape.
@@ -187,6 +255,8 @@ def layer_activation(layer):
         return "leaky_relu"
     if isinstance(layer, L.Softmax):
         return "softmax"
+    if isinstance(layer, ACTIVATION_OP_CLASSES):
+        return ACTIVATION_OPS[type(layer)]
     if hasattr(layer, "activation"):
         return activation_name(layer.activation)
     return "linear"
@@ -194,7 +264,7 @@ def layer_activation(layer):
 
 def is_relu(layer):
     """True for a stand-alone ReLU non-linearity (Activation("relu") or a plain ReLU layer)."""
-    return isinstance(layer, (L.Activation, L.ReLU)) and layer_activation(layer) == "relu"
+    return isinstance(layer, (L.Activation, L.ReLU) + ACTIVATION_OP_CLASSES) and layer_activation(layer) == "relu"
 
 
 def is_rectifier(layer):
@@ -204,4 +274,72 @@ def is_rectifier(layer):
         return True
     if isinstance(layer, L.ReLU):
         return not layer.negative_slope
-    return isinstance(layer, L.Activation) and layer_activation(layer) == "relu6"
+    return isinstance(layer, (L.Activation,) + ACTIVATION_OP_CLASSES) and layer_activation(layer) == "relu6"
+
+
+def is_operation(layer):
+    """True for a Keras operation node (``x * y``, ``keras.ops.mean``, ...), not a layer."""
+    return ki.is_operation_class(type(layer))
+
+
+def class_label(cls):
+    """How errors name a node class: ``"Multiply"`` for the layer, ``"keras.ops.multiply"`` for the
+    operation that ``x * y`` records (both classes are called Multiply)."""
+    if ki.is_operation_class(cls):
+        return "keras.ops." + re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", cls.__name__).lower()
+    return cls.__name__
+
+
+def describe_node(node):
+    """``"name (Class)"`` for a layer node, ``"name (keras.ops.multiply operation)"`` for an op."""
+    label = class_label(type(node.layer))
+    return f"{node.name} ({label} operation)" if is_operation(node.layer) else f"{node.name} ({label})"
+
+
+@node_condition
+def is_scalar_op(node, graph):
+    """A ``Multiply``/``Divide``/``TrueDivide`` operation with one tensor input (``x * 0.5``,
+    ``x / 6``): a constant scale, linear in its input."""
+    return isinstance(node.layer, MULTIPLY_OPS + DIVIDE_OPS) and len(node.inputs) == 1
+
+
+_CHANNEL_SCALE = weakref.WeakKeyDictionary()
+
+
+@node_condition
+def is_channel_scale(node, graph):
+    """A custom layer that multiplies its input by one weight vector along the last axis
+    (``call(x) = x * gamma``, e.g. ConvNeXt's ``LayerScale``, Touvron et al. 2021, arXiv 2103.17239).
+
+    Detected without registration: a layer from outside Keras' built-in layers with exactly one
+    variable, of shape ``(channels,)``, one input and one output of the same shape, whose output on
+    a random probe equals ``probe * gamma`` (relative 1e-5; checked once per layer).
+    """
+    layer = node.layer
+    if not isinstance(layer, L.Layer) or isinstance(layer, SUPPORTED_LAYERS) or isinstance(layer, keras.Model):
+        return False
+    if len(node.inputs) != 1 or len(node.outputs) != 1 or len(layer.weights) != 1:
+        return False
+    try:
+        return _CHANNEL_SCALE[layer]
+    except KeyError:
+        pass
+    info, out = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    (w,) = layer.weights
+    ok = (
+        len(w.shape) == 1 and len(info.shape) >= 2 and info.shape[-1] == w.shape[0]
+        and tuple(info.shape) == tuple(out.shape) and "float" in str(info.dtype)
+    )
+    if ok:
+        shape = (2,) + tuple(3 if d is None else d for d in info.shape[1:])
+        probe = np.random.default_rng(0).normal(size=shape).astype(str(info.dtype))
+        try:
+            (y,) = node.fn([keras.ops.convert_to_tensor(probe)])
+            y = np.asarray(keras.ops.convert_to_numpy(y), dtype="float64")
+        except Exception:  # noqa: BLE001 (a layer that cannot be probed is not a channel scale)
+            y = None
+        want = probe.astype("float64") * np.asarray(keras.ops.convert_to_numpy(w), dtype="float64")
+        ok = y is not None and y.shape == want.shape and np.allclose(
+            y, want, rtol=1e-5, atol=1e-6 * max(float(np.abs(want).max()), 1e-30))
+    _CHANNEL_SCALE[layer] = bool(ok)
+    return bool(ok)

@@ -165,6 +165,7 @@ def _make_call(knode, in_kts):
     def fn(xs):
         return ki.call_node(knode, dict(zip(ids, xs)))
 
+    fn.keras_node = knode  # for canonizers that need the call's arguments (attention)
     return fn
 
 

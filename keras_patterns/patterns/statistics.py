@@ -1,7 +1,7 @@
 """Streaming pattern statistics: one training-free pass over data, one training step's cost per batch.
 
-For every kernel layer (Dense, Conv1D/2D/3D, DepthwiseConv1D/2D; SeparableConv is split into its
-depthwise and pointwise parts by the canonizer) :class:`PatternStatistics` accumulates, per output
+For every kernel layer (Dense, Conv1D/2D/3D, DepthwiseConv1D/2D, Conv1D/2D/3DTranspose;
+SeparableConv is split into its depthwise and pointwise parts by the canonizer) :class:`PatternStatistics` accumulates, per output
 unit and per pattern type:
 
 * ``count``: the number of rows where the mask is on, sum(M);
@@ -37,20 +37,39 @@ import numpy as np
 import tensorflow as tf
 
 from keras_patterns import validation
-from keras_patterns.errors import NotFittedError
+from keras_patterns.errors import NotAnalyzeableModelError, NotFittedError
 from keras_patterns.graph.layers import (
+    CONV_TRANSPOSE,
     DEPTHWISE,
     KERNEL_LAYERS,
     MASK_PASS_THROUGH,
+    PATTERN_KERNELS,
     layer_activation,
 )
-from keras_patterns.linear import LinearView, channels_last, node_params
+from keras_patterns.linear import LinearView, channels_last, node_params, units_last
 from keras_patterns.patterns import distribution
 from keras_patterns.patterns.estimators import (
     canonical_pattern_type,
     pattern_from_statistics,
 )
 
+
+def check_pattern_kernels(graph):
+    """Raises for kernel layers the pattern statistics cannot fit (EinsumDense, e.g. the
+    projections of a MultiHeadAttention: its output units span several axes).
+
+    Raises:
+        NotAnalyzeableModelError: naming every such layer.
+    """
+    bad = [f"{n.name} ({n.class_name})" for n in graph.nodes
+           if isinstance(n.layer, KERNEL_LAYERS) and not isinstance(n.layer, PATTERN_KERNELS)]
+    if bad:
+        raise NotAnalyzeableModelError(
+            "PatternNet/PatternAttribution fit patterns to Dense, ConvND, DepthwiseConvND and "
+            "ConvNDTranspose layers (SeparableConv split in two). Received EinsumDense layers (the "
+            f"projections of MultiHeadAttention are EinsumDense): {', '.join(bad)}. Use a "
+            "gradient or LRP method on this model."
+        )
 
 
 def mask_source(graph, node):
@@ -147,6 +166,7 @@ class PatternStatistics:
                 types.append(t)
         if not types:
             raise ValueError("`pattern_types` must name at least one pattern type. Received: []")
+        check_pattern_kernels(graph)
         self.graph = graph
         self.pattern_types = tuple(types)
         self.kernel_nodes = [n for n in graph.nodes if isinstance(n.layer, KERNEL_LAYERS)]
@@ -233,7 +253,7 @@ class PatternStatistics:
                 m = tf.cast(out > 0 if t == "relu" else out <= 0, dtype)
                 signals += [m, y * m]
                 counts.append(tf.cast(tf.reduce_sum(m, axis=axes), tf.float64))
-        if isinstance(layer, DEPTHWISE) or not channels_last(layer):
+        if isinstance(layer, DEPTHWISE + CONV_TRANSPOSE) or not channels_last(layer):
             sums = [view.filter_sums(x, g) for g in signals]
         else:  # one filter-gradient call for all statistics: signals concatenated on the channels
             both = view.filter_sums(x, tf.concat(signals, axis=-1))
@@ -386,10 +406,12 @@ class PatternStatistics:
                 )
             kernel = np.asarray(params.kernel().numpy(), dtype="float64")
             dtype = np.dtype(params.dtype)
+            tr = params.transposed  # the estimator wants the output units on the last axis
             for t in self.pattern_types:
                 a = pattern_from_statistics(
-                    kernel, v[t]["count"], v[t]["sum_x"], v[t]["sum_xy"], v["sum_y"], n_rows,
+                    units_last(kernel, tr), v[t]["count"], units_last(v[t]["sum_x"], tr),
+                    units_last(v[t]["sum_xy"], tr), v["sum_y"], n_rows,
                     depthwise=params.depthwise,
                 )
-                out[t][key] = a.astype(dtype)
+                out[t][key] = units_last(a, tr).astype(dtype)
         return out
