@@ -14,7 +14,7 @@ from keras import layers as L
 import keras_patterns as kp
 import zoo
 from keras_patterns import registry
-from keras_patterns.analyzers.base import ReverseAnalyzer
+from keras_patterns.analyzers.reverse import ReverseAnalyzer
 from keras_patterns.analyzers.method import Method
 from keras_patterns.errors import NotFittedError
 from keras_patterns.analyzers.relevance_based import Z_LAYERS

@@ -403,12 +403,13 @@ SLOW_ZOO = {
     "mobilenetv2": _app(keras.applications.MobileNetV2, 32),
     "densenet121": _app(keras.applications.DenseNet121, 32),
     # issue 10: squeeze-excitation Multiply, swish / hard-swish, LayerNormalization, GELU,
-    # LayerScale, Keras operations as layers. Explained by the gradient family.
+    # LayerScale, Keras operations as layers.
     "efficientnetb0": _app(keras.applications.EfficientNetB0, 32),
     "mobilenetv3small": _app(keras.applications.MobileNetV3Small, 32),
     "convnexttiny": _app(keras.applications.ConvNeXtTiny, 32),
 }
-#: The applications that only the gradient family explains (see ANY_MODEL_ZOO).
+#: The applications of issue 10 (squeeze-excitation, swish / hard-swish / GELU, LayerNormalization,
+#: LayerScale, Keras operations): explained by every method family except the ReLU-only ones.
 ANY_MODEL_APPS = ("efficientnetb0", "mobilenetv3small", "convnexttiny")
 
 

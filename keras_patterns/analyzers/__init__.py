@@ -10,7 +10,8 @@ from keras_patterns.analyzers import (  # noqa: F401
     relevance_based,
     wrappers,
 )
-from keras_patterns.analyzers.base import Analyzer, ReverseAnalyzer
+from keras_patterns.analyzers.base import Analyzer
+from keras_patterns.analyzers.reverse import ReverseAnalyzer
 from keras_patterns.analyzers.method import Method
 from keras_patterns.analyzers.pattern_based import PatternAnalyzer
 from keras_patterns.analyzers.relevance_based import LRP

@@ -1,4 +1,5 @@
-"""Analyzer base classes: model checks, input validation, batching, the compiled reverse pass."""
+"""The analyzer base class: model checks, input reading, batching, the compiled per-batch function,
+configuration and state. Reverse analyzers are in :mod:`keras_patterns.analyzers.reverse`."""
 
 import threading
 import warnings
@@ -6,19 +7,20 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from keras_patterns import canonizers as C
 from keras_patterns import io, selection, validation
 from keras_patterns.analyzers import streaming
-from keras_patterns.analyzers.method import Method, check_postprocess  # noqa: F401 (re-exported)
-from keras_patterns.canonizers import DEFAULT_CANONIZERS, prepare_graph
+from keras_patterns.analyzers.config import (
+    canonizer_functions,
+    canonizer_names,
+    check_reverse_kwargs,
+    has_unsaveable,
+    jsonable,
+)
+from keras_patterns.canonizers import prepare_graph
 from keras_patterns.errors import NonFiniteResultError, NotAnalyzeableModelError
 from keras_patterns.graph import _keras_internals as ki
 from keras_patterns.graph.checks import check_no_softmax
-from keras_patterns.mapping import resolve
-from keras_patterns.mirror import Mirror
 from keras_patterns.patterns import distribution
-from keras_patterns.rules import GRADIENT, Rule
-from keras_patterns.rules import lrp as R
 from keras_patterns._warnings import user_stacklevel
 
 #: Guards the lazy creation of ``Analyzer._compiled``: threads whose first ``analyze`` calls
@@ -81,7 +83,7 @@ class Analyzer:
                  **reverse_kwargs):
         self.disable_model_checks = validation.boolean("disable_model_checks", disable_model_checks)
         self.allow_lambda_layers = validation.boolean("allow_lambda_layers", allow_lambda_layers)
-        _check_reverse_kwargs(self._who(), reverse_kwargs, self._reverse_kwarg_allowed)
+        check_reverse_kwargs(self._who(), reverse_kwargs, self._reverse_kwarg_allowed)
         self.model = model
         # The tf.distribute strategy whose scope is entered now, as a Keras model picks it up:
         # fit and analyze run per replica under it.
@@ -94,9 +96,9 @@ class Analyzer:
             self._config["disable_model_checks"] = True
         if self.allow_lambda_layers:
             self._config["allow_lambda_layers"] = True
-        self.canonizers = _canonizer_functions(canonizers)
+        self.canonizers = canonizer_functions(canonizers)
         if canonizers is not None:
-            self._config["canonizers"] = _canonizer_names(self.canonizers)
+            self._config["canonizers"] = canonizer_names(self.canonizers)
         self.graph = self._prepare_graph(model)
         try:
             check_no_softmax(self.graph)
@@ -134,7 +136,7 @@ class Analyzer:
     def _set_preset(self, name, params, fixed):
         """Marks the analyzer as built by preset ``name`` (see :func:`keras_patterns.create_analyzer`)."""
         self.name = name
-        self._preset = (name, {k: _jsonable(v) for k, v in params.items()}, tuple(fixed))
+        self._preset = (name, {k: jsonable(v) for k, v in params.items()}, tuple(fixed))
 
     def get_config(self):
         """The constructor arguments (JSON-serialisable), without the model.
@@ -150,7 +152,7 @@ class Analyzer:
         if self._preset is not None:
             _, params, fixed = self._preset
             config = {**params, **{k: v for k, v in config.items() if k not in fixed}}
-        bad = sorted(k for k, v in config.items() if _has_unsaveable(v))
+        bad = sorted(k for k, v in config.items() if has_unsaveable(v))
         if bad:
             raise ValueError(
                 f"The analyzer's {bad} hold Rule objects, layer classes, conditions or functions, "
@@ -179,7 +181,7 @@ class Analyzer:
         return True
 
     #: iNNvestigate ``reverse_*`` arguments this class accepts with a value other than the default
-    #: (name -> predicate on the value); see :func:`_check_reverse_kwargs`.
+    #: (name -> predicate on the value); see :func:`check_reverse_kwargs`.
     _reverse_kwarg_allowed = {}
 
     def fit(self, *args, **kwargs):
@@ -461,102 +463,6 @@ class Analyzer:
             )
 
 
-#: iNNvestigate's ``reverse_*`` constructor arguments (all default to False there).
-#: ``reverse_check_finite``: maps are always checked (NonFiniteResultError), so both values are
-#: accepted. ``reverse_reapply_on_copied_layers``: the model is never modified (the backward pass
-#: runs on a mirror of it), so both values give the same maps and are accepted. The others ask for
-#: debugging output or intermediate tensors that are not produced: only False is accepted, except
-#: ``reverse_project_bottleneck_layers`` on the pattern analyzers (= ``project_bottleneck``).
-REVERSE_KWARGS = {
-    "reverse_verbose": "per-layer debug printing is not implemented; inspect `analyzer.plan` for "
-                       "the rule of every layer",
-    "reverse_clip_values": "clipping the backward signal at every layer is not implemented; clip "
-                           "the returned maps with np.clip if needed",
-    "reverse_project_bottleneck_layers": "bottleneck projection is implemented for the pattern "
-                                         "analyzers only (their `project_bottleneck=True`)",
-    "reverse_check_min_max_values": "per-layer min/max debug printing is not implemented",
-    "reverse_check_finite": None,
-    "reverse_keep_tensors": "intermediate backward tensors are not kept; the analyzer returns "
-                            "input maps only",
-    "reverse_reapply_on_copied_layers": None,
-}
-
-
-def _check_reverse_kwargs(who, kwargs, allowed):
-    """Validates iNNvestigate's ``reverse_*`` arguments; unknown names raise a TypeError."""
-    cls_name = who.replace(".__init__()", "")
-    for key, value in kwargs.items():
-        if key not in REVERSE_KWARGS:
-            raise TypeError(f"{who} got an unexpected keyword argument {key!r}")
-        why = REVERSE_KWARGS[key]
-        if why is None or value is False or value is None or key in allowed and allowed[key](value):
-            continue
-        raise ValueError(f"`{key}` (from iNNvestigate) is not supported by {cls_name}: {why}. "
-                         f"Received: {key}={value!r}; only {key}=False is accepted.")
-
-
-_UNSAVEABLE = "<not saveable>"
-
-
-def _jsonable(v):
-    """A JSON-serialisable copy of a constructor argument (Rule objects, classes and callables are
-    marked unsaveable)."""
-    if isinstance(v, (Rule, Method)) or isinstance(v, type) or callable(v):
-        return _UNSAVEABLE
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(e) for e in v]
-    if isinstance(v, dict):
-        return {k: _jsonable(e) for k, e in v.items()}
-    return v
-
-
-def _has_unsaveable(v):
-    if isinstance(v, list):
-        return any(_has_unsaveable(e) for e in v)
-    if isinstance(v, dict):
-        return any(_has_unsaveable(e) for e in v.values())
-    return isinstance(v, str) and v == _UNSAVEABLE
-
-
-def _builtin_canonizers():
-    return {f.__name__: f for f in (C.expand_attention, C.split_separable, C.split_activations,
-                                    C.fold_batchnorm)}
-
-
-def _canonizer_functions(canonizers):
-    """``canonizers`` (None, functions or built-in names) as a tuple of functions."""
-    if canonizers is None:
-        return DEFAULT_CANONIZERS
-    known = _builtin_canonizers()
-    items = [canonizers] if isinstance(canonizers, str) or callable(canonizers) else canonizers
-    try:
-        items = list(items)
-    except TypeError:
-        items = [canonizers]
-    out = []
-    for c in items:
-        if isinstance(c, str) and c in known:
-            out.append(known[c])
-        elif callable(c) and not isinstance(c, str):
-            out.append(c)
-        else:
-            raise ValueError(
-                "`canonizers` must be a list of graph -> graph functions or names of the built-in "
-                f"ones {sorted(known)}. Received: canonizers={canonizers!r}"
-            )
-    return tuple(out)
-
-
-def _canonizer_names(functions):
-    """Names of built-in canonizers (saveable), the unsaveable marker for others."""
-    known = {f: n for n, f in _builtin_canonizers().items()}
-    return [known.get(f, _UNSAVEABLE) for f in functions]
-
-
 def _short_repr(value, limit=60):
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -566,139 +472,3 @@ def _widen(m):
     """A float16/bfloat16 map as float32; other maps unchanged."""
     half = m.dtype.name in ("float16", "bfloat16")
     return m.astype(np.float32) if half else m
-
-
-class ReverseAnalyzer(Analyzer):
-    """An analyzer that is one reverse pass through the mirror model: a
-    :class:`~keras_patterns.analyzers.method.Method` applied to a model.
-
-    The registered gradient-family and Deep Taylor analyzers are this class with a method value
-    (see their presets in :mod:`keras_patterns.analyzers.gradient_based`).
-
-    Args:
-        model: a Keras model without softmax.
-        method: what the reverse pass computes. Defaults to the class's :attr:`method` (the plain
-            gradient here).
-        layer_map: ``[(condition, Rule), ...]`` pairs put before the method's own rules (the first
-            match wins), as Zennit's composites do. A condition is a layer class, a tuple of
-            classes or ``condition(node, graph) -> bool``; a rule is a
-            :class:`~keras_patterns.rules.Rule` or an LRP rule name (``"Epsilon"``, ...).
-            Defaults to `None`.
-        **kwargs: ``neuron_selection_mode``, ``batch_size``, ``canonizers`` ... (see
-            :class:`Analyzer`).
-
-    Raises:
-        TypeError: a malformed ``method`` or ``layer_map``.
-
-    Example:
-
-    ```python
-    from keras_patterns.rules import lrp as R
-    analyzer = kp.create_analyzer("gradient", model, layer_map=[(keras.layers.Dense, R.Z)])
-    print(analyzer.plan)
-    ```
-    """
-
-    #: the plain gradient; presets and subclasses pass another value.
-    method = Method(unknown_layers="gradient")
-
-    def __init__(self, model, method=None, layer_map=None, **kwargs):
-        if method is not None:
-            if not isinstance(method, Method):
-                raise TypeError(
-                    f"`method` must be a keras_patterns Method. Received: {type(method).__name__}"
-                )
-            self.method = method
-        self.layer_map = _check_layer_map(layer_map)
-        super().__init__(model, **kwargs)
-        if method is not None:
-            self._config["method"] = _UNSAVEABLE
-        if layer_map is not None:
-            self._config["layer_map"] = _jsonable(layer_map)
-        self.method.check_model(self.graph, self.name or type(self).__name__, self.disable_model_checks)
-        self._build_mirror()
-
-    # capability flags: the method's
-    needs_fitting = property(lambda self: self.method.needs_fitting)
-    output_kind = property(lambda self: self.method.output_kind)
-    multiplies_by_input = property(lambda self: self.method.multiplies_by_input)
-    conserves_relevance = property(lambda self: self.method.conserves_relevance)
-    _unknown_layers = property(lambda self: self.method.unknown_layers)
-
-    def _rule_list(self):
-        """The method's own rules (subclasses add the ones their arguments make)."""
-        return self.method.rules
-
-    def _mirror_state(self):
-        return None
-
-    def _all_rules(self):
-        """The user's layer map, the method's rules, then the gradient for Lambda layers if
-        ``allow_lambda_layers``."""
-        rules = list(self.layer_map) + list(self._rule_list())
-        if self.allow_lambda_layers:
-            import keras
-
-            rules.append((keras.layers.Lambda, GRADIENT))
-        return rules
-
-    def _build_mirror(self):
-        self.plan = resolve(self.graph, self._all_rules(), method=self.name,
-                            unknown_layers=self.method.unknown_layers)
-        self.mirror = Mirror(self.graph, self.plan, self._mirror_state())
-        self._compiled = None
-
-    def _postprocess(self, m):
-        if self.method.postprocess == "abs":
-            return tf.abs(m)
-        if self.method.postprocess == "square":
-            return tf.square(m)
-        return m
-
-    def _seed(self, mode, indices):
-        seed = self.method.seed
-        if seed == "relu_value":
-            return lambda y: selection.seed(tf.nn.relu(y), mode, indices, head="value")
-        return lambda y: selection.seed(y, mode, indices, head="ones" if seed == "ones" else "value")
-
-    def _reverse(self, inputs, indices, mode=None):
-        """The maps of one reverse pass (inside the compiled function; wrappers call it too)."""
-        signals, _ = self.mirror(inputs, self._seed(mode or self.neuron_selection_mode, indices))
-        maps = []
-        for x, r in zip(inputs, signals):
-            if r is None:  # integer input with no Embedding rule: no signal
-                r = tf.zeros(tf.shape(x), tf.float32)
-            if r.dtype in (tf.float16, tf.bfloat16):
-                r = tf.cast(r, tf.float32)
-            r = self._postprocess(r)
-            if self.method.multiplies_by_input and x.dtype.is_floating:
-                r = r * tf.cast(x, r.dtype)
-            maps.append(r)
-        return maps
-
-    def _analyze_batch(self, inputs, indices):
-        return self._reverse(inputs, indices)
-
-
-def _check_layer_map(layer_map):
-    """``layer_map`` as a tuple of ``(condition, Rule)`` pairs."""
-    if layer_map is None:
-        return ()
-    if isinstance(layer_map, (str, Rule)) or not isinstance(layer_map, (list, tuple)):
-        raise TypeError(
-            "`layer_map` must be a list of (condition, rule) pairs. Received: "
-            f"layer_map={layer_map!r}"
-        )
-    out = []
-    for pair in layer_map:
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
-            raise TypeError(f"`layer_map` entries must be (condition, rule) pairs. Received: {pair!r}")
-        condition, rule = pair
-        if not (isinstance(condition, type) or callable(condition) or (
-                isinstance(condition, tuple) and condition and all(isinstance(c, type) for c in condition))):
-            raise TypeError(
-                "A layer_map condition must be a layer class, a tuple of classes or a callable "
-                f"condition(node, graph). Received: {condition!r}"
-            )
-        out.append((condition, rule if isinstance(rule, Rule) else R.get_rule(rule, "layer_map")))
-    return tuple(out)

@@ -1,7 +1,7 @@
 """Deep Taylor decomposition (iNNvestigate's ``deep_taylor`` and ``deep_taylor.bounded``): presets
 of :class:`~keras_patterns.analyzers.ReverseAnalyzer`."""
 
-from keras_patterns.analyzers.base import ReverseAnalyzer
+from keras_patterns.analyzers.reverse import ReverseAnalyzer
 from keras_patterns.analyzers.method import Method
 from keras_patterns.analyzers.relevance_based import is_input_layer
 from keras_patterns.graph.checks import RECTIFIER_VARIANTS

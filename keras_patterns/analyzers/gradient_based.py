@@ -8,7 +8,8 @@ its :class:`~keras_patterns.analyzers.method.Method`. The baseline gradient (pla
 import tensorflow as tf
 
 from keras_patterns import selection
-from keras_patterns.analyzers.base import Analyzer, ReverseAnalyzer
+from keras_patterns.analyzers.base import Analyzer
+from keras_patterns.analyzers.reverse import ReverseAnalyzer
 from keras_patterns.analyzers.method import Method, check_postprocess
 from keras_patterns.graph.layers import EMBEDDING, is_rectifier
 from keras_patterns.registry import register, register_preset

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_patterns import selection, validation
-from keras_patterns.analyzers.base import ReverseAnalyzer
+from keras_patterns.analyzers.reverse import ReverseAnalyzer
 from keras_patterns.analyzers.method import Method
 from keras_patterns.errors import NotFittedError
 from keras_patterns.fingerprint import WeightsFingerprint

@@ -9,7 +9,8 @@ Overview", 2019. Names and defaults follow iNNvestigate (2.1.2, plus 1.0.9's ``l
 
 
 from keras_patterns import validation
-from keras_patterns.analyzers.base import _UNSAVEABLE, ReverseAnalyzer, _jsonable
+from keras_patterns.analyzers.config import UNSAVEABLE, jsonable
+from keras_patterns.analyzers.reverse import ReverseAnalyzer
 from keras_patterns.analyzers.method import Method
 from keras_patterns.registry import register, register_preset
 from keras_patterns.graph.layers import (
@@ -209,12 +210,12 @@ class LRP(ReverseAnalyzer):
         self.method = base.replace(rules=tuple(pairs) + base.rules)
         super().__init__(model, **kwargs)
         self._config.update(
-            rule=_jsonable(rule), input_layer_rule=_jsonable(input_layer_rule),
+            rule=jsonable(rule), input_layer_rule=jsonable(input_layer_rule),
             until_layer_idx=None if until_layer_idx is None else int(until_layer_idx),
-            until_layer_rule=_jsonable(until_layer_rule), bn_layer_rule=_jsonable(bn_layer_rule),
+            until_layer_rule=jsonable(until_layer_rule), bn_layer_rule=jsonable(bn_layer_rule),
         )
         if method is not None:
-            self._config["method"] = _UNSAVEABLE
+            self._config["method"] = UNSAVEABLE
 
     def _build_mirror(self):
         super()._build_mirror()

@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_patterns import validation
-from keras_patterns.analyzers.base import Analyzer, ReverseAnalyzer
+from keras_patterns.analyzers.base import Analyzer
+from keras_patterns.analyzers.reverse import ReverseAnalyzer
 from keras_patterns.registry import create_analyzer, register, register_preset
 
 #: Arguments that configure the inner analyzer's graph; forwarded when the wrapper builds it.
