@@ -137,6 +137,9 @@ class _Moments:
     :func:`~keras_patterns.patterns.data.run_pass` drives it (batching, NaN/Inf checks, empty data).
     """
 
+    #: no tf.distribute strategy: :func:`run_pass` drives it on one device.
+    strategy = None
+
     def __init__(self, stats, keys):
         self.stats = stats
         self.graph = stats.graph

@@ -10,8 +10,9 @@ import pytest
 from keras_patterns.cli import main
 
 import builders
+import paths  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = paths.ROOT
 
 
 @pytest.fixture(scope="module")

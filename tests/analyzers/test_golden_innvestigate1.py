@@ -30,8 +30,9 @@ import pytest
 
 import keras
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-GOLDEN = os.path.join(HERE, "golden")
+import paths
+
+GOLDEN = paths.GOLDEN
 
 import sys  # noqa: E402
 

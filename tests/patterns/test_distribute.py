@@ -24,8 +24,10 @@ import sys
 import numpy as np
 import pytest
 
+import paths
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = paths.ROOT
 TYPES = ("linear", "relu")
 LAYERS = ("conv", "depthwise", "hidden", "logits")
 ANALYZERS = ("gradient", "lrp_epsilon", "pattern_attribution", "smoothgrad")

@@ -5,8 +5,9 @@ import subprocess
 import sys
 
 import pytest
+import paths  # noqa: E402
 
-DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+DOCS = os.path.join(paths.ROOT, "docs")
 
 
 def _have(module):

@@ -1,7 +1,7 @@
 """The public API equals the committed snapshot ``tests/api_snapshot.txt``; every exported name resolves.
 
 The snapshot changes only on purpose. When this test fails after an intended API change, regenerate it
-with ``python tests/test_api_snapshot.py --update`` and commit the diff with the change: a reviewer then
+with ``python tests/surface/test_api_snapshot.py --update`` and commit the diff with the change: a reviewer then
 sees every added or removed public name. Removing or renaming a name breaks users' code (keep an alias,
 or say so in the change log).
 
@@ -18,7 +18,10 @@ import sys
 
 import pytest
 
-SNAPSHOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "api_snapshot.txt")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script too
+import paths  # noqa: E402
+
+SNAPSHOT = os.path.join(paths.TESTS, "api_snapshot.txt")
 WITH_ALL = ("analyzers", "canonizers", "graph", "patterns", "rules")
 WITHOUT_ALL = ("callbacks", "datasets", "errors", "io", "models", "visualization")
 HOW_TO_UPDATE = (
@@ -70,7 +73,7 @@ def read_snapshot(path=SNAPSHOT):
 def write_snapshot(api, path=SNAPSHOT):
     with open(path, "w", encoding="utf-8") as f:
         f.write("# The public API of keras_patterns, checked by tests/test_api_snapshot.py.\n"
-                "# Regenerate with `python tests/test_api_snapshot.py --update` after a deliberate change.\n")
+                "# Regenerate with `python tests/surface/test_api_snapshot.py --update` after a deliberate change.\n")
         for section, names in api.items():
             f.write(f"\n[{section}]\n")
             f.writelines(f"{n}\n" for n in names)
@@ -116,7 +119,7 @@ def test_every_name_in_all_resolves():
 def test_lazy_names_resolve_in_a_fresh_interpreter():
     import subprocess
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = paths.ROOT
     code = ("import keras_patterns as kp\n"
             "bad = []\n"
             "for n in kp.__all__:\n"
@@ -138,7 +141,7 @@ def test_unknown_attribute_is_an_attribute_error():
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--update"]:
-        sys.exit("usage: python tests/test_api_snapshot.py --update")
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        sys.exit("usage: python tests/surface/test_api_snapshot.py --update")
+    sys.path.insert(0, paths.ROOT)
     write_snapshot(current_api())
     print(f"wrote {SNAPSHOT}")

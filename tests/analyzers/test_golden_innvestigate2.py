@@ -31,8 +31,9 @@ import sys
 import numpy as np
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-GOLDEN = os.path.join(HERE, "golden")
+import paths
+
+GOLDEN = paths.GOLDEN
 sys.path.insert(0, GOLDEN)
 import specs  # noqa: E402
 

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from keras_patterns.datasets import DIGIT_FONT, _digit_glyphs, make_digits
+import paths  # noqa: E402
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+EXAMPLES = os.path.join(paths.ROOT, "examples")
 
 
 def _example(name):
