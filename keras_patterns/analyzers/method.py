@@ -20,7 +20,7 @@ import dataclasses
 import warnings
 
 from keras_patterns.errors import NotAnalyzeableModelError, _works_on_any_model
-from keras_patterns.graph.checks import RECTIFIER_VARIANTS, check_relu_only, non_relu_nodes
+from keras_patterns.graph.checks import RECTIFIER_VARIANTS, check_relu_only, list_nodes, non_relu_nodes
 from keras_patterns.rules.base import Rule
 from keras_patterns._warnings import user_stacklevel
 
@@ -111,7 +111,7 @@ class Method:
             if bad:
                 warnings.warn(
                     f"{name} is not advised for networks with non-ReLU activations. "
-                    f"Received: {', '.join(bad)}.", stacklevel=user_stacklevel(),
+                    f"Received: {list_nodes(bad)}.", stacklevel=user_stacklevel(),
                 )
         elif self.requires_relu is not None:
             action = "warn" if self.requires_relu == "warn" or disable_model_checks else "raise"

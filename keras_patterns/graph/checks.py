@@ -53,6 +53,22 @@ def non_relu_nodes(graph, allowed=()):
     ]
 
 
+#: How many layers a message names before it counts the rest ("... and 63 more").
+MAX_LISTED = 8
+
+
+def list_nodes(descriptions, limit=MAX_LISTED):
+    """``"a, b, c"``, or the first ``limit`` and ``"... and N more (k kinds: ...)"`` for long lists:
+    a deep network's message names a few layers and counts the rest, with every distinct kind."""
+    descriptions = list(descriptions)
+    if len(descriptions) <= limit:
+        return ", ".join(descriptions)
+    kinds = sorted({d[d.rfind("(") + 1:].rstrip(")") for d in descriptions if "(" in d})
+    rest = len(descriptions) - limit
+    return (", ".join(descriptions[:limit]) + f", ... and {rest} more"
+            + (f" (all kinds: {'; '.join(kinds)})" if kinds else ""))
+
+
 def check_relu_only(graph, method, warn_for=RECTIFIER_VARIANTS, action="raise", note=""):
     """Checks that every non-linearity is a ReLU.
 
@@ -73,7 +89,7 @@ def check_relu_only(graph, method, warn_for=RECTIFIER_VARIANTS, action="raise", 
     if bad:
         message = (
             f"{method} is only specified for networks with ReLU activations. Received non-ReLU "
-            f"activations in: {', '.join(bad)}." + (f" {note}" if note else "")
+            f"activations in: {list_nodes(bad)}." + (f" {note}" if note else "")
         )
         if action == "raise":
             raise NotAnalyzeableModelError(message)
@@ -82,5 +98,5 @@ def check_relu_only(graph, method, warn_for=RECTIFIER_VARIANTS, action="raise", 
     if variants:
         warnings.warn(
             f"{method} is specified for plain ReLU networks; these ReLU variants are treated like "
-            f"ReLU: {', '.join(variants)}.", stacklevel=user_stacklevel(),
+            f"ReLU: {list_nodes(variants)}.", stacklevel=user_stacklevel(),
         )

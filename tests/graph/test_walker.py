@@ -84,3 +84,14 @@ def test_unbuilt_sequential_is_refused():
 def test_not_a_model():
     with pytest.raises(NotAnalyzeableModelError, match="Expected a keras.Model"):
         walk(keras.layers.Dense(2))
+
+
+def test_long_layer_lists_name_a_few_and_count_the_rest():
+    from keras_patterns.graph.checks import list_nodes
+
+    short = [f"a{i} (Activation, silu)" for i in range(3)]
+    assert list_nodes(short) == "a0 (Activation, silu), a1 (Activation, silu), a2 (Activation, silu)"
+    long = [f"a{i} (Activation, silu)" for i in range(10)] + ["g (Activation, sigmoid)"]
+    assert list_nodes(long, limit=2) == (
+        "a0 (Activation, silu), a1 (Activation, silu), ... and 9 more "
+        "(all kinds: Activation, sigmoid; Activation, silu)")
