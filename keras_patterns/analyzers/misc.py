@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_patterns import selection, validation
+from keras_patterns.analyzers import streaming
 from keras_patterns.analyzers.base import Analyzer
 from keras_patterns.registry import register
 
@@ -38,9 +39,24 @@ class Random(Analyzer):
         super().__init__(model, **kwargs)
         self._config.update(stddev=self.stddev, seed=seed)
 
-    def analyze(self, x, neuron_selection=None, batch_size=None):
+    def analyze(self, x, neuron_selection=None, batch_size=None, on_batch=None, out=None):
+        """The input plus noise (see :meth:`Analyzer.analyze`; datasets, ``on_batch`` and ``out``
+        as there). With a ``seed``, one generator is drawn from in sample order over the whole
+        call, so a dataset gives the maps of the same samples given as one array."""
+        self._rng = np.random.default_rng(self.seed)
+        if on_batch is not None or out is not None or streaming.is_stream(x):
+            return self._analyze_general(x, neuron_selection, batch_size, on_batch, out)
         xs = self._prepare_inputs(x)
         selection.normalize_indices(neuron_selection, self.neuron_selection_mode, xs[0].shape[0], 1 << 30)
-        rng = np.random.default_rng(self.seed)
-        out = [a.astype("float32") + self.stddev * rng.standard_normal(a.shape).astype("float32") for a in xs]
+        out = self._noisy(xs)
         return out[0] if len(out) == 1 else out
+
+    def _noisy(self, xs):
+        return [a.astype("float32") + self.stddev * self._rng.standard_normal(a.shape).astype("float32")
+                for a in xs]
+
+    def _get_compiled(self):
+        return None  # computed on the host
+
+    def _run_piece(self, compiled, xs, idx, extras):
+        return self._noisy(xs)

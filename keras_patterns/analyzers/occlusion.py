@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_patterns import selection, validation
-from keras_patterns.analyzers import base
+from keras_patterns.analyzers import base, streaming
 from keras_patterns.analyzers.base import Analyzer
 from keras_patterns.analyzers.cam import _no_canonizers
 from keras_patterns.canonizers import prepare_graph
@@ -164,24 +164,42 @@ class Occlusion(Analyzer):
             chunks.append(forward(batch).numpy().astype(np.float64))
         return np.concatenate(chunks, axis=0)
 
-    def analyze(self, x, neuron_selection=None, batch_size=None):
-        """Occlusion maps of a batch (see :meth:`Analyzer.analyze`; ``batch_size`` counts model
-        rows, clean and occluded)."""
+    def analyze(self, x, neuron_selection=None, batch_size=None, on_batch=None, out=None):
+        """Occlusion maps (see :meth:`Analyzer.analyze`: arrays, datasets and generators;
+        ``on_batch`` and ``out`` as there). ``batch_size`` counts model rows, clean and occluded:
+        a dataset is cut into pieces of ``max(1, batch_size // (P + 1))`` samples for ``P``
+        patches."""
         self._check_ready()
-        x = self._prepare_inputs(x)[0]
-        n = len(x)
-        idx = selection.normalize_indices(
-            neuron_selection, self.neuron_selection_mode, n, self.n_outputs or np.iinfo("int32").max)
         if batch_size is not None:
             batch_size = validation.positive_int("batch_size", batch_size)
+        self._call_rows = batch_size or self.batch_size
+        if on_batch is not None or out is not None or streaming.is_stream(x):
+            return self._analyze_general(x, neuron_selection, batch_size, on_batch, out)
+        x = self._prepare_inputs(x)[0]
+        idx = selection.normalize_indices(
+            neuron_selection, self.neuron_selection_mode, len(x), self.n_outputs or np.iinfo("int32").max)
+        out = self._maps(x, idx)
+        self._check_finite([out])
+        return out
+
+    def _rows_per_call(self, batch_size):
+        return max(1, batch_size // (len(self.masks) + 1))
+
+    def _get_compiled(self):
+        return None  # the model is called row block by row block on the host (see _outputs)
+
+    def _run_piece(self, compiled, xs, idx, extras):
+        return [self._maps(xs[0], idx)]
+
+    def _maps(self, x, idx):
+        """The maps of samples ``x`` (one array) for the selection indices ``idx``."""
+        n = len(x)
+        dtype = np.float64 if x.dtype == np.float64 else np.float32
         if n == 0:
-            return np.zeros(x.shape, dtype=np.float64 if x.dtype == np.float64 else np.float32)
-        y = self._outputs(x, batch_size or self.batch_size)
+            return np.zeros(x.shape, dtype=dtype)
+        y = self._outputs(x, self._call_rows)
         clean, occluded = y[:n], y[n:].reshape(n, len(self.masks), -1)
         sel = selection.selection_mask(tf.constant(clean), self.neuron_selection_mode, idx).numpy()
         drops = np.sum(sel * clean, axis=1)[:, None] - np.einsum("npo,no->np", occluded, sel)
         maps = np.tensordot(drops, self.masks.astype(np.float64), axes=1) / self._coverage
-        dtype = np.float64 if x.dtype == np.float64 else np.float32
-        out = np.broadcast_to(maps[..., None], x.shape).astype(dtype)
-        self._check_finite([out])
-        return out
+        return np.broadcast_to(maps[..., None], x.shape).astype(dtype)

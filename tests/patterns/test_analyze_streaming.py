@@ -155,3 +155,28 @@ def test_bad_batches_are_named(cnn, x):
         analyzer.analyze(iter([x[:4], x[4:8, :5]]))
     with pytest.raises(TypeError, match="Received: function"):  # a generator function, not called
         analyzer.analyze(lambda: (yield x))
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("random", {"seed": 3, "stddev": 0.5}),
+    ("occlusion", {"patch_size": 3, "patch_stride": 2}),
+])
+def test_host_computed_analyzers_stream_too(cnn, x, name, kwargs, tmp_path):
+    """``random`` and ``occlusion`` compute on the host, not in one compiled reverse pass; they take
+    the same sources and writers as the others and give the maps of the same samples as one array
+    (random: one generator drawn in sample order; occlusion: batch_size counts model rows)."""
+    a = kp.create_analyzer(name, cnn, batch_size=40, **kwargs)
+    ref = a.analyze(x)
+    if name == "random":  # the noise itself, against NumPy's generator drawn in sample order
+        noise = np.random.default_rng(3).standard_normal(x.shape).astype("float32")
+        np.testing.assert_array_equal(ref, x + np.float32(0.5) * noise)
+    _close(a.analyze(tf.data.Dataset.from_tensor_slices(x).batch(5)), ref)
+    pieces = []
+    assert a.analyze(x, on_batch=lambda s, m: pieces.append((s, m.copy()))) is None
+    n_patches = len(a.masks) if name == "occlusion" else 0
+    step = max(1, 40 // (n_patches + 1)) if name == "occlusion" else 40
+    assert [s for s, _ in pieces] == list(range(0, N, step))
+    _close(np.concatenate([m for _, m in pieces]), ref)
+    got = a.analyze((x[i:i + 4] for i in range(0, N, 4)), out=tmp_path / "maps.npy")
+    assert isinstance(got, np.memmap)
+    _close(got, ref)
