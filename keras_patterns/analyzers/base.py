@@ -116,6 +116,7 @@ class Analyzer:
         out_shape = self.graph.tensors[self.graph.outputs[0]].shape[1:]
         self.n_outputs = int(np.prod(out_shape)) if all(d is not None for d in out_shape) else None
         self._compiled = None
+        self._concrete = (None, None)  # (compiled, its concrete function): see analyze
 
     # ----------------------------------------------------------------------------------- config
     def _who(self):
@@ -349,6 +350,14 @@ class Analyzer:
         compiled = self._compiled
         if compiled is None:
             compiled = self._get_compiled()
+        # The signature is fixed, so the one concrete function is called directly: this skips
+        # the polymorphic function's per-call argument binding and cache lookup (about 0.3 ms a
+        # call, a tenth of a small CNN's batch of 16 on a CPU). Keyed by the compiled function,
+        # so that a reset of ``_compiled`` (re-fitted patterns, new rules) is followed.
+        owner, concrete = self._concrete
+        if owner is not compiled:
+            concrete = compiled.get_concrete_function()
+            self._concrete = (compiled, concrete)
         if batch_size is not None:
             batch_size = validation.positive_int("batch_size", batch_size)
         step = self._rows_per_call(batch_size or self.batch_size)
@@ -356,7 +365,7 @@ class Analyzer:
         chunks = []
         for start in range(0, n, step):
             stop = min(n, start + step)
-            maps = compiled([a[start:stop] for a in xs], idx[start:stop], *extras)
+            maps = concrete([a[start:stop] for a in xs], idx[start:stop], *extras)
             # Under a mixed precision policy a reverse pass may end in float16/bfloat16: maps are
             # returned as float32 (float64 models keep float64 maps).
             chunks.append([_widen(m.numpy()) for m in maps])
