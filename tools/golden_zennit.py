@@ -328,6 +328,11 @@ def cnn_analyses():
                          first_map(zr.Flat(stabilizer=g), zr.Epsilon(EPS))),
         "w_square_epsilon": ("first layer WSquare(stabilizer=guard, zero_params='bias'), others Epsilon(0.1)",
                              first_map(zr.WSquare(stabilizer=g, zero_params="bias"), zr.Epsilon(EPS))),
+        # two genuinely different definitions, stored to document (and test) the difference
+        "differs/gamma_generalised": ("Gamma(0.25, stabilizer=guard) on every kernel layer (the first one "
+                                      "sees negative inputs)", base_map(zr.Gamma(GAMMA, stabilizer=g))),
+        "differs/w_square_with_bias": ("WSquare(stabilizer=guard) on every kernel layer (b**2 in the "
+                                       "denominator, Zennit's default)", base_map(zr.WSquare(stabilizer=g))),
         "EpsilonPlus": ("zennit.composites.EpsilonPlus(epsilon=0.1, stabilizer=guard)",
                         zc.EpsilonPlus(epsilon=EPS, stabilizer=g)),
         "EpsilonAlpha2Beta1": ("zennit.composites.EpsilonAlpha2Beta1(epsilon=0.1, stabilizer=guard)",
