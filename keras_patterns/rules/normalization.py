@@ -14,8 +14,10 @@ none for UnitNormalization and LayerNormalization with ``rms_scaling``), s the p
   ``J = s * C`` and ``z = J x + beta`` (division guarded at exact zeros as in LRP-0). This is
   CP-LRP's treatment of LayerNorm (Ali et al. 2022: gradient x input through the layer with the
   statistics detached). It conserves relevance exactly without ``beta`` (``center=False``):
-  ``sum_i x_i (J^T q)_i = q . J x = sum_j R_j``. The identity rule (LXT's choice for the
-  normalisation, Achtibat et al., ICML 2024) is :data:`NORM_IDENTITY`, for a ``layer_map``.
+  ``sum_i x_i (J^T q)_i = q . J x = sum_j R_j``. LXT's LayerNorm rule (Achtibat et al., ICML
+  2024: the identity rule on the 1/std factor only, i.e. std detached) is this same rule (checked
+  against LXT 2.1's golden map, tests/rules/test_zennit_golden.py). The identity rule on the whole
+  layer is :data:`NORM_IDENTITY`, for a ``layer_map``.
 * Signal methods (deconvnet, guided backprop, PatternNet, PatternAttribution): ``J^T r``, the
   gradient with constant statistics (:data:`NORM_CONSTANT_GRADIENT`).
 * Gradient methods: the layer's true gradient (statistics differentiated), as TensorFlow computes.
@@ -128,8 +130,9 @@ def _constant_gradient(ctx, rs):
 #: LRP through a per-sample normalization (Ali et al., ICML 2022, arXiv 2202.07304): the z rule of
 #: the layer's linear map with constant statistics, the offset beta in the denominator.
 NORM_Z = Rule("normalization.z", _z_backward)
-#: Relevance passes unchanged (the identity rule of LXT, Achtibat et al., ICML 2024, arXiv
-#: 2402.05602); for ``layer_map=[(kp.graph.layers.PER_SAMPLE_NORMALIZATION, NORM_IDENTITY)]``.
+#: Relevance passes unchanged through the whole layer (the identity rule, Achtibat et al., ICML
+#: 2024, arXiv 2402.05602, who apply it to the 1/std factor only); for
+#: ``layer_map=[(kp.graph.layers.PER_SAMPLE_NORMALIZATION, NORM_IDENTITY)]``.
 NORM_IDENTITY = Rule("normalization.identity", IDENTITY.backward)
 #: Deconvnet, guided backprop and the pattern methods: the gradient with constant statistics,
 #: ``J^T r`` (Ali et al., ICML 2022).
