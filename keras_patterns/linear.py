@@ -138,8 +138,8 @@ def default_unit_axes(rank, depthwise=False, transposed=False, equation=None):
     ``"abcd,cde->abe"``).
     """
     if equation is not None:
-        _, kernel, out = einsum_parts(equation)
-        return tuple(i for i, c in enumerate(kernel) if c in out)
+        x, kernel, out = einsum_parts(equation)
+        return tuple(i for i, c in enumerate(kernel) if c in out and c not in x)
     if depthwise:
         return (rank - 2, rank - 1)
     if transposed:

@@ -227,3 +227,31 @@ def test_einsum_equations_the_statistics_cannot_fit_are_refused(equation, out_sh
             kp.create_analyzer(method, model).fit(np.zeros((2,) + in_shape, "float32"), verbose=0)
     # the other families still explain it (the kernel rules need no unit axis)
     assert np.isfinite(kp.create_analyzer("lrp.epsilon", model).analyze(np.ones((1,) + in_shape, "float32"))).all()
+
+
+def test_fused_relu_of_an_einsum_dense_gives_its_mask():
+    """EinsumDense(activation="relu") is split into a linear node and a ReLU node; the mask is
+    taken after the ReLU, [relu(z) > 0] = [z > 0]: the same pattern as the linear layer's own
+    output mask, and the replica's."""
+    x = np.random.default_rng(11).normal(size=(7, 5, 4))
+    got = {}
+    for act in ("relu", "linear"):
+        inp = keras.Input((5, 4), dtype=F64)
+        layer = L.EinsumDense("abc,cde->abde", (5, 2, 3), bias_axes="de", activation=act, dtype=F64,
+                              name="proj")
+        h = layer(inp)
+        model = keras.Model(inp, L.Dense(2, dtype=F64)(L.Flatten(dtype=F64)(h)) if act == "relu" else h)
+        rng = np.random.default_rng(0)
+        layer.set_weights([rng.normal(0, 0.7, w.shape) + (0.2 if i else 0.0)
+                           for i, w in enumerate(layer.get_weights())])
+        graph = prepare_graph(model)
+        (node,) = [n for n in graph.nodes if n.key == "proj"]
+        if act == "relu":
+            assert mask_source(graph, node) == graph.consumers(node.outputs[0])[0].outputs[0]
+        got[act] = kp.PatternComputer(model, "relu").compute(x, batch_size=4, verbose=0)["proj"]
+        if act == "linear":
+            z = model(x).numpy()
+            lin = RowMap(layer, x.ndim, z.ndim)
+            want = replica_statistics(lin, layer.kernel.numpy(), x, z, layer.bias.numpy())["pattern"]
+    np.testing.assert_allclose(got["relu"], got["linear"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(got["linear"], want, rtol=1e-8, atol=1e-10)
