@@ -255,3 +255,15 @@ def test_fused_relu_of_an_einsum_dense_gives_its_mask():
             want = replica_statistics(lin, layer.kernel.numpy(), x, z, layer.bias.numpy())["pattern"]
     np.testing.assert_allclose(got["relu"], got["linear"], rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(got["linear"], want, rtol=1e-8, atol=1e-10)
+
+
+def test_signal_quality_refuses_einsum_dense_by_name():
+    """signal_quality's per-unit regressions assume the units on the last kernel axis: it names an
+    EinsumDense layer instead of measuring it wrongly."""
+    from keras_patterns.evaluation import signal_quality
+
+    model, _ = _flat_head("mha_qkv_bias")
+    x = np.random.default_rng(12).normal(size=(40, 5, 4))
+    with pytest.raises(ValueError, match=r"EinsumDense layer 'einsum_dense.*' out with `layers=`.*"
+                                         r"equation='abc,cde->abde'"):
+        signal_quality(model, x, x, x, estimators=("S_w",))

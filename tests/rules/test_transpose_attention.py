@@ -6,8 +6,11 @@
   statistics (filter-gradient identity) against explicit patches, and the fitted patterns satisfy
   ``w^T a = 1`` per output unit.
 * Attention: the attention canonizer computes the same function as the model; the gradient through
-  the canonized graph is TensorFlow's; CP-LRP (Ali et al., ICML 2022) on one MultiHeadAttention
-  against a float64 NumPy replica; conservation on bias-free models.
+  the canonized graph is TensorFlow's; CP-LRP (Ali et al., ICML 2022) and PatternNet /
+  PatternAttribution (patterns on the EinsumDense projections, attention weights constant) on one
+  MultiHeadAttention against float64 NumPy replicas; conservation on bias-free models, the zoo's
+  bias-free ViT (LayerNormalization, GELU, residuals) included. The EinsumDense statistics and
+  patterns themselves are tested in tests/patterns/test_einsum_patterns.py.
 
 Tolerances: the replicas run in float64 (the rules too), so rtol 1e-6 holds with room (largest
 measured deviation in the comments of each test). Conservation runs in float32 and is asserted at
