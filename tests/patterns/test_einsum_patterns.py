@@ -9,9 +9,11 @@ matrix of contracted axes x output-unit axes (``W``, D x C, units in kernel orde
 (tests/pattern_replica.py ``unit_estimator``) and PatternNet / PatternAttribution are ``R_in = R A^T``
 / ``R (W * A)^T`` on the rows, mapped back to the input's shape.
 
-Everything runs in float64; the statistics are sums of at most a few hundred products, so they
-agree to ~1e-13 relative (asserted at 1e-10), the patterns to ~1e-11 (asserted at 1e-8: the
-estimator divides by w^T cov).
+Everything runs in float64. Measured (largest difference over the reference's max-abs): at most
+9.6e-16 for the statistics, 3.8e-16 for the patterns and 4.2e-16 for the maps. Asserted at 1e-10
+for the statistics (sums of at most a few hundred products) and 1e-8 for patterns and maps (the
+estimator divides by w^T cov, which amplifies rounding for a poorly determined unit, so the
+bound leaves room for other seeds).
 """
 
 import keras

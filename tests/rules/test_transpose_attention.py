@@ -386,7 +386,7 @@ def pattern_replica_through_mha(x, r, weights, patterns, attribution):
 def test_pattern_methods_through_multi_head_attention_match_replica(name, use_bias):
     """The pattern methods fit every projection of a MultiHeadAttention (patterns shaped like the
     kernels) and their backward pass equals the float64 replica (constant attention weights, the
-    signal to the values only; measured: 1e-15 relative)."""
+    signal to the values only; measured: 2.2e-16 of the map's max-abs)."""
     model, mha = mha_model(use_bias)
     rng = np.random.default_rng(9)
     analyzer = kp.create_analyzer(name, model)
