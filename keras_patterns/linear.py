@@ -12,6 +12,7 @@ the kernel), and the bias along the channel axis.
 """
 
 import functools
+import re
 
 import keras
 import numpy as np
@@ -84,34 +85,102 @@ def channels_last(layer):
     return getattr(layer, "data_format", "channels_last") != "channels_first"
 
 
-def kernel_matrix_shape(params):
-    """(D, C): kernel reshaped so that column j holds the weights of output unit j.
+def einsum_parts(equation):
+    """``(x, kernel, out)``: the three operand specs of an EinsumDense equation, ``"..."`` kept."""
+    m = re.fullmatch(r"\s*([a-zA-Z.]+)\s*,\s*([a-zA-Z]+)\s*->\s*([a-zA-Z.]+)\s*", equation)
+    if m is None:
+        raise ValueError(f"Cannot parse the einsum equation {equation!r}; expected 'x,kernel->out'.")
+    return m.group(1), m.group(2), m.group(3)
 
-    For Dense and ConvND the last kernel axis indexes output units; for DepthwiseConvND the last two
-    axes (input channel, multiplier) flattened in C order give the output channel, as Keras orders
-    them; in both cases a C-order reshape of the kernel gives the right columns. For a transposed
-    convolution the output units are the second-to-last axis: a C-order reshape of
-    :func:`units_last` of the kernel gives the columns.
+
+def einsum_kernel_problems(equation):
+    """The kernel axes of an EinsumDense equation that are neither contracted (in the input, not
+    the output) nor output units (in the output, not the input), each with the reason.
+
+    Returns:
+        A list of strings such as ``"kernel axis 'b' is in the input, the kernel and the output"``
+        (empty when every kernel axis is contracted or an output unit).
+    """
+    x, kernel, out = einsum_parts(equation)
+    problems = []
+    for c in kernel:
+        if c in x and c in out:
+            problems.append(f"kernel axis {c!r} is in the input, the kernel and the output")
+        elif c not in x and c not in out:
+            problems.append(f"kernel axis {c!r} is in the kernel only")
+    return problems
+
+
+def einsum_specs(equation, x_rank=None, out_rank=None):
+    """``(x, kernel, out, units)``: an EinsumDense equation with ``"..."`` spelled out in capital
+    letters for inputs of rank ``x_rank`` or outputs of rank ``out_rank`` (one of them is
+    enough), and ``units`` the kernel's output-unit axes in kernel order."""
+    x, kernel, out = einsum_parts(equation)
+    if "..." in x:
+        n = x_rank - (len(x) - 3) if x_rank is not None else out_rank - (len(out) - 3)
+        fill = "ABCDEFGHIJKLMNOP"[:n]
+        x, out = x.replace("...", fill), out.replace("...", fill)
+    if (x_rank is not None and len(x) != x_rank) or (out_rank is not None and len(out) != out_rank):
+        raise ValueError(
+            f"The einsum equation {equation!r} does not fit an input of rank {x_rank} and an "
+            f"output of rank {out_rank}."
+        )
+    return x, kernel, out, "".join(c for c in kernel if c in out and c not in x)
+
+
+def default_unit_axes(rank, depthwise=False, transposed=False, equation=None):
+    """The kernel axes (in kernel order) whose entries index one output unit.
+
+    The last axis for Dense and ConvND; the last two (input channel, multiplier; flattened in C
+    order, as Keras orders the output channels) for DepthwiseConvND; the second-to-last
+    (``filters``) for ConvNDTranspose; for EinsumDense (``equation`` given) the kernel axes that
+    appear in the output (``(1, 2)``, heads and dim, for ``"abc,cde->abde"``; ``(2,)`` for
+    ``"abcd,cde->abe"``).
+    """
+    if equation is not None:
+        x, kernel, out = einsum_parts(equation)
+        return tuple(i for i, c in enumerate(kernel) if c in out and c not in x)
+    if depthwise:
+        return (rank - 2, rank - 1)
+    if transposed:
+        return (rank - 2,)
+    return (rank - 1,)
+
+
+def units_last_perm(params):
+    """The permutation of kernel axes putting the other (input) axes first, in order, and the
+    unit axes last, in order (the identity for Dense, ConvND and DepthwiseConvND)."""
+    units = params.unit_axes
+    return tuple(i for i in range(len(params.kernel_shape)) if i not in units) + tuple(units)
+
+
+def kernel_matrix_shape(params):
+    """(D, C): the kernel as a matrix whose column j holds the weights of output unit j.
+
+    The kernel is transposed by :func:`units_last_perm` and reshaped in C order: the columns are
+    the last axis for Dense and ConvND, the (input channel, multiplier) pairs for DepthwiseConvND,
+    ``filters`` for a transposed convolution, the output axes of an EinsumDense kernel (see
+    :func:`default_unit_axes`).
 
     Args:
         params: the node's :class:`LinearParams`.
     """
     shape = params.kernel_shape
-    if params.depthwise:
-        return int(np.prod(shape[:-2])), int(shape[-2] * shape[-1])
-    if params.transposed:
-        return int(np.prod(shape[:-2]) * shape[-1]), int(shape[-2])
-    return int(np.prod(shape[:-1])), int(shape[-1])
+    c = int(np.prod([shape[i] for i in params.unit_axes]))
+    return int(np.prod(shape)) // max(c, 1), c
 
 
-def units_last(a, transposed):
-    """A kernel-shaped array (or tensor) with the output-unit axis last: the last two axes swapped
-    for a transposed convolution (``(*k, filters, in) -> (*k, in, filters)``, the layout of the
-    ConvND it is the adjoint of), unchanged otherwise. Its own inverse."""
-    if not transposed:
-        return a
-    perm = list(range(len(a.shape) - 2)) + [len(a.shape) - 1, len(a.shape) - 2]
-    return np.transpose(a, perm) if isinstance(a, np.ndarray) else tf.transpose(a, perm)
+def to_unit_matrix(a, params):
+    """A kernel-shaped NumPy array as the (D, C) matrix of :func:`kernel_matrix_shape`."""
+    a = np.transpose(np.asarray(a), units_last_perm(params))
+    return a.reshape(kernel_matrix_shape(params))
+
+
+def from_unit_matrix(m, params):
+    """The inverse of :func:`to_unit_matrix`: a (D, C) matrix back in the kernel's shape."""
+    perm = units_last_perm(params)
+    m = np.asarray(m).reshape([params.kernel_shape[i] for i in perm])
+    return np.transpose(m, np.argsort(perm))
 
 
 class LinearParams:
@@ -131,15 +200,22 @@ class LinearParams:
         dtype: the variables' dtype (e.g. ``"float32"``, also under a mixed precision policy).
         transposed: whether the kernel is a transposed convolution's (the output units on the
             second-to-last axis). Defaults to `False`.
+        unit_axes: the kernel axes (in kernel order) whose entries index one output unit.
+            Defaults to `None`: from ``depthwise``/``transposed`` (see :func:`default_unit_axes`);
+            an EinsumDense view passes the kernel axes that appear in its output.
     """
 
-    def __init__(self, kernel, bias, kernel_shape, depthwise=False, dtype="float32", transposed=False):
+    def __init__(self, kernel, bias, kernel_shape, depthwise=False, dtype="float32", transposed=False,
+                 unit_axes=None):
         self._kernel = kernel
         self._bias = bias
         self.kernel_shape = tuple(int(d) for d in kernel_shape)
         self.depthwise = bool(depthwise)
         self.transposed = bool(transposed)
         self.dtype = str(dtype)
+        if unit_axes is None:
+            unit_axes = default_unit_axes(len(self.kernel_shape), self.depthwise, self.transposed)
+        self.unit_axes = tuple(int(a) for a in unit_axes)
 
     @property
     def has_bias(self):
@@ -171,10 +247,13 @@ class LinearParams:
         else:
             has_bias = getattr(layer, "use_bias", False)
         bias = (lambda: layer.bias) if has_bias else None
+        rank = len(layer.kernel.shape)
         return cls(
             lambda: layer.kernel, bias, tuple(layer.kernel.shape),
             depthwise=isinstance(layer, DEPTHWISE), dtype=layer.variable_dtype or "float32",
             transposed=isinstance(layer, CONV_TRANSPOSE),
+            unit_axes=default_unit_axes(rank, equation=layer.equation)
+            if isinstance(layer, EINSUM_DENSE) else None,
         )
 
     def scaled(self, scale, offset):
@@ -198,7 +277,8 @@ class LinearParams:
                 b = b + s * tf.cast(base.bias(), s.dtype)
             return tf.cast(b, base.dtype)
 
-        return LinearParams(kernel, bias, self.kernel_shape, self.depthwise, self.dtype, self.transposed)
+        return LinearParams(kernel, bias, self.kernel_shape, self.depthwise, self.dtype, self.transposed,
+                            self.unit_axes)
 
 
 def node_params(node):
@@ -250,8 +330,8 @@ class LinearView:
     inference-time map), so nothing goes stale when the model trains.
 
     Args:
-        node: a node of a canonized graph whose layer is a Dense, ConvND, DepthwiseConvND or
-            BatchNormalization layer.
+        node: a node of a canonized graph whose layer is a Dense, ConvND, DepthwiseConvND,
+            ConvNDTranspose, EinsumDense or BatchNormalization layer.
 
     Raises:
         TypeError: for any other layer.
@@ -300,6 +380,21 @@ class LinearView:
     def channel_axis(self, rank):
         """The axis of the output units in an output of rank ``rank`` (non-negative)."""
         return (rank - 1) if channels_last(self.layer) else 1
+
+    def unit_sums(self, t):
+        """Sums an output-shaped tensor over its rows: a vector of the C output units, in the
+        column order of :func:`kernel_matrix_shape` (the channel axis; for EinsumDense the
+        output's kernel axes, in kernel order)."""
+        rank = len(t.shape)
+        if isinstance(self.layer, EINSUM_DENSE):
+            _, _, out, units = einsum_specs(self.layer.equation, out_rank=rank)
+            return tf.reshape(tf.einsum(f"{out}->{units}", t), [-1])
+        axis = self.channel_axis(rank)
+        return tf.reduce_sum(t, axis=[i for i in range(rank) if i != axis])
+
+    def n_rows(self, t):
+        """The number of rows of an output-shaped tensor: its size over the number of units C."""
+        return tf.cast(tf.size(t, out_type=tf.int64) // max(self.params.n_units, 1), tf.float64)
 
     def _bn_shape(self, rank):
         shape = [1] * rank
@@ -368,6 +463,8 @@ class LinearView:
         layer = self.layer
         if self.is_bn:
             raise TypeError(f"filter_sums needs a kernel layer. Received: {type(layer).__name__}")
+        if isinstance(layer, EINSUM_DENSE):
+            return self.filter_sums_list(x, [g])[0]
         kernel_shape = self.params.kernel_shape
         if isinstance(layer, DENSE):
             axes = list(range(len(x.shape) - 1))
@@ -390,3 +487,24 @@ class LinearView:
             tape.watch(k)
             y = apply_kernel(layer, x, k)
         return tape.gradient(y, k, output_gradients=g)
+
+    def filter_sums_list(self, x, signals):
+        """:meth:`filter_sums` of several output-shaped signals, as a list of kernel-shaped sums,
+        in as few calls as the layer allows: one for Dense and channels_last ConvND (signals
+        concatenated on the channels), one einsum for EinsumDense (signals stacked on a new axis:
+        ``einsum("x,outZ->kernelZ")``, the filter gradient of the equation, which sums over
+        every input and output axis that is not a kernel axis), one per signal otherwise.
+
+        For EinsumDense a "row" is one position of the output's non-kernel axes (batch, tokens,
+        ...), its input row the contracted input axes there (input axes in neither the kernel nor
+        the output are summed, as the layer sums them).
+        """
+        layer = self.layer
+        if isinstance(layer, EINSUM_DENSE):
+            xs, kernel, out, _ = einsum_specs(layer.equation, len(x.shape), len(signals[0].shape))
+            sums = tf.einsum(f"{xs},{out}Z->{kernel}Z", x, tf.stack(signals, axis=-1))
+            return tf.unstack(sums, axis=-1)
+        if isinstance(layer, DEPTHWISE + CONV_TRANSPOSE) or not channels_last(layer):
+            return [self.filter_sums(x, g) for g in signals]
+        both = self.filter_sums(x, tf.concat(signals, axis=-1))
+        return tf.split(both, len(signals), axis=-1)

@@ -39,7 +39,7 @@ EXTRA_KWARGS = {
 
 #: (analyzer regex, model regex) -> (error class, message regex) of an expected, clear refusal.
 EXPECTED_REFUSALS = {
-    (r"deconvnet|guided_backprop|deep_taylor.*", r"nonrelu|modern_blocks"):
+    (r"deconvnet|guided_backprop|deep_taylor.*", r"nonrelu|modern_blocks|vit"):
         (kp.NotAnalyzeableModelError, r"only specified for networks with ReLU"),
     (r"smoothgrad|squaregrad|vargrad|integrated_gradients", r"embedding|lstm_text"):
         (ValueError, r"needs float inputs"),
@@ -64,9 +64,6 @@ EXPECTED_REFUSALS = {
     (r"grad_cam|grad_cam\+\+", r"fuzz_.*_noconv.*"):
         (kp.NotAnalyzeableModelError, r"needs a convolutional feature map"),
     (r"occlusion", r"fuzz_dense.*"): (kp.NotAnalyzeableModelError, r"needs a float input shaped"),
-    # The projections of MultiHeadAttention are EinsumDense layers: their output units span several
-    # axes, which the pattern statistics do not fit.
-    (r"pattern\..*", r"attention"): (kp.NotAnalyzeableModelError, r"Received EinsumDense layers"),
 }
 
 #: The rule-based analyzers (every registered one outside the gradient family and the baselines).

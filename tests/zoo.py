@@ -374,6 +374,27 @@ def attention():
     return keras.Model(inp, L.Dense(3)(h), name="attention")
 
 
+def vit(bias=True, name="vit"):
+    """A small ViT from Keras layers: Conv2D patch embedding, Reshape to tokens, pre-norm blocks
+    (LayerNormalization -> MultiHeadAttention, residual; LayerNormalization -> GELU MLP, residual),
+    a final LayerNormalization, mean pooling over the tokens and a Dense head. With ``bias=False``
+    every Dense/Conv/attention projection is bias-free and LayerNormalization has no offset (for
+    the conservation identities)."""
+    inp = keras.Input((8, 8, 3))
+    h = L.Reshape((4, 16))(L.Conv2D(16, 4, strides=4, use_bias=bias)(inp))
+    a = L.LayerNormalization(center=bias)(h)
+    h = L.Add()([h, L.MultiHeadAttention(2, 8, use_bias=bias)(a, a)])
+    m = L.LayerNormalization(center=bias)(h)
+    m = L.Dense(32, activation="gelu", use_bias=bias)(m)
+    h = L.Add()([h, L.Dense(16, use_bias=bias)(m)])
+    h = L.GlobalAveragePooling1D()(L.LayerNormalization(center=bias)(h))
+    return keras.Model(inp, L.Dense(3, use_bias=bias)(h), name=name)
+
+
+def vit_bias_free():
+    return vit(bias=False, name="vit_bias_free")
+
+
 ZOO = {
     f.__name__: f
     for f in [
@@ -381,11 +402,11 @@ ZOO = {
         depthwise_separable_1d, batchnorm, reshaping, merges, preprocessing, embedding, residual,
         nested, multi_input, shared_fanout, nonrelu, modern_blocks,
         recurrent, lstm_text, lambda_layer, custom_layer, subclassed, conv2d_transpose,
-        conv_transpose, attention,
+        conv_transpose, attention, vit,
     ]
 }
 #: Built by name like the zoo but not in the contract matrix.
-EXTRA = {"modern_bias_free": modern_bias_free}
+EXTRA = {"modern_bias_free": modern_bias_free, "vit_bias_free": vit_bias_free}
 
 
 def _app(fn, size, **kw):

@@ -10,7 +10,7 @@ from keras_patterns.analyzers.reverse import ReverseAnalyzer
 from keras_patterns.analyzers.method import Method
 from keras_patterns.errors import NotFittedError
 from keras_patterns.fingerprint import WeightsFingerprint
-from keras_patterns.graph.layers import KERNEL_LAYERS
+from keras_patterns.graph.layers import ATTENTION, KERNEL_LAYERS
 from keras_patterns.linear import node_params
 from keras_patterns.mapping import resolve
 from keras_patterns.mirror import Mirror
@@ -20,7 +20,7 @@ from keras_patterns.patterns.statistics import pattern_keys
 from keras_patterns.rules.base import per_sample
 from keras_patterns.registry import register_preset
 from keras_patterns.rules.modern import SIGNAL_MODERN_RULES
-from keras_patterns.rules.pattern import PATTERN_ATTRIBUTION, PATTERN_NET
+from keras_patterns.rules.pattern import CONSTANT_ATTENTION_SIGNAL, PATTERN_ATTRIBUTION, PATTERN_NET
 from keras_patterns._warnings import user_stacklevel
 
 #: Per-sample signal magnitudes outside [1e-15, 1e15] make all pending backward signals rescaled.
@@ -83,12 +83,14 @@ def _check_pattern_type(pattern_type):
 
 
 #: PatternNet: every kernel layer's backward pass uses its pattern A in place of W.
-PATTERN_NET_METHOD = Method(rules=((KERNEL_LAYERS, PATTERN_NET),) + SIGNAL_MODERN_RULES, seed="value",
+PATTERN_NET_METHOD = Method(rules=((KERNEL_LAYERS, PATTERN_NET), (ATTENTION, CONSTANT_ATTENTION_SIGNAL))
+                            + SIGNAL_MODERN_RULES, seed="value",
                             requires_relu="warn",
                             output_kind="signal", needs_fitting=True)
 #: PatternAttribution: ``W * A`` in place of W.
 PATTERN_ATTRIBUTION_METHOD = PATTERN_NET_METHOD.replace(
-    rules=((KERNEL_LAYERS, PATTERN_ATTRIBUTION),) + SIGNAL_MODERN_RULES, output_kind="attribution")
+    rules=((KERNEL_LAYERS, PATTERN_ATTRIBUTION), (ATTENTION, CONSTANT_ATTENTION_SIGNAL)) + SIGNAL_MODERN_RULES,
+    output_kind="attribution")
 
 
 class PatternAnalyzer(ReverseAnalyzer):

@@ -25,7 +25,7 @@ from keras_patterns import validation
 from keras_patterns._warnings import user_stacklevel
 from keras_patterns.canonizers import prepare_graph
 from keras_patterns.errors import NonFiniteDataError
-from keras_patterns.graph.layers import CONV, DEPTHWISE
+from keras_patterns.graph.layers import CONV, DEPTHWISE, EINSUM_DENSE
 from keras_patterns.linear import apply_kernel, channels_last, node_params
 from keras_patterns.patterns.data import run_pass
 from keras_patterns.patterns.estimators import pattern_from_statistics, to_matrix
@@ -97,6 +97,11 @@ def _patch_geometry(node):
 
 def _check_layer(key, node):
     layer = node.layer
+    if isinstance(layer, EINSUM_DENSE):
+        raise ValueError(
+            f"signal_quality supports Dense, ConvND and DepthwiseConvND layers; leave EinsumDense "
+            f"layer {key!r} out with `layers=`. Received: equation={layer.equation!r}"
+        )
     if isinstance(layer, CONV) and getattr(layer, "groups", 1) != 1:
         raise ValueError(
             f"signal_quality does not support grouped convolutions; leave layer {key!r} out with "

@@ -26,15 +26,16 @@ SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
 #: Transposed convolutions: kernel ``(*kernel_size, filters, in_channels)``, the output units on
 #: the second-to-last kernel axis (the adjoint of a ConvND with that kernel).
 CONV_TRANSPOSE = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
-#: EinsumDense (the projections inside MultiHeadAttention, or stand-alone): a kernel layer for the
-#: LRP and gradient-family rules; the pattern statistics refuse it.
+#: EinsumDense (the projections inside MultiHeadAttention, or stand-alone): a kernel layer for
+#: every rule family; its output units are the kernel axes that appear in the output.
 EINSUM_DENSE = (L.EinsumDense,)
 KERNEL_LAYERS = DENSE + CONV + DEPTHWISE + CONV_TRANSPOSE + EINSUM_DENSE
 #: Kernel layers a following BatchNormalization can be folded into (the output units on one
 #: kernel axis: the last one, or the second-to-last for transposed convolutions).
 BN_FOLDABLE = DENSE + CONV + DEPTHWISE + CONV_TRANSPOSE
-#: Kernel layers the pattern statistics fit (EinsumDense has no single unit axis).
-PATTERN_KERNELS = DENSE + CONV + DEPTHWISE + CONV_TRANSPOSE
+#: Kernel layers the pattern statistics fit: all of them (an EinsumDense whose equation has a
+#: kernel axis that is neither contracted nor an output axis is refused by name).
+PATTERN_KERNELS = KERNEL_LAYERS
 #: Attention layers with their own projections, expanded by the attention canonizer into the
 #: query/key/value/output EinsumDense nodes and an attention node.
 MULTI_HEAD_ATTENTION = (L.MultiHeadAttention,)

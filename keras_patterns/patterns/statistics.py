@@ -1,8 +1,9 @@
 """Streaming pattern statistics: one training-free pass over data, one training step's cost per batch.
 
-For every kernel layer (Dense, Conv1D/2D/3D, DepthwiseConv1D/2D, Conv1D/2D/3DTranspose;
-SeparableConv is split into its depthwise and pointwise parts by the canonizer) :class:`PatternStatistics` accumulates, per output
-unit and per pattern type:
+For every kernel layer (Dense, Conv1D/2D/3D, DepthwiseConv1D/2D, Conv1D/2D/3DTranspose,
+EinsumDense, e.g. the projections of MultiHeadAttention; SeparableConv is split into its depthwise
+and pointwise parts by the canonizer) :class:`PatternStatistics` accumulates, per output unit and
+per pattern type:
 
 * ``count``: the number of rows where the mask is on, sum(M);
 * ``sum_x``: the masked input sums, sum(x M), kernel-shaped;
@@ -10,7 +11,12 @@ unit and per pattern type:
 
 and, shared by all types, ``sum_y`` (unmasked sum of the bias-free output y = W^T x) and
 ``n_rows``. A "row" is one sample for Dense, one output position for a convolution (zero padding
-included as observations) and one position for Dense on inputs of rank > 2.
+included as observations) and one position for Dense on inputs of rank > 2. For EinsumDense the
+output units are the kernel axes that appear in the output (``(heads, dim)`` for the query
+projection ``"abc,cde->abde"``, ``e`` for the output projection ``"abcd,cde->abe"``), the input
+row is the contracted input axes and a row is one position of the remaining output axes (batch,
+tokens); the filter gradient is then one einsum (``"x,out->kernel"``). Equations with a kernel
+axis that is neither contracted nor an output axis are refused (:func:`check_pattern_kernels`).
 
 No patches are materialised. The sums over rows of ``x_patch * g`` for a per-position signal g are
 what the filter gradient of the same (bias-free) convolution computes
@@ -39,14 +45,18 @@ import tensorflow as tf
 from keras_patterns import validation
 from keras_patterns.errors import NotAnalyzeableModelError, NotFittedError
 from keras_patterns.graph.layers import (
-    CONV_TRANSPOSE,
-    DEPTHWISE,
+    EINSUM_DENSE,
     KERNEL_LAYERS,
     MASK_PASS_THROUGH,
-    PATTERN_KERNELS,
     layer_activation,
 )
-from keras_patterns.linear import LinearView, channels_last, node_params, units_last
+from keras_patterns.linear import (
+    LinearView,
+    einsum_kernel_problems,
+    from_unit_matrix,
+    node_params,
+    to_unit_matrix,
+)
 from keras_patterns.patterns import distribution
 from keras_patterns.patterns.estimators import (
     canonical_pattern_type,
@@ -55,20 +65,26 @@ from keras_patterns.patterns.estimators import (
 
 
 def check_pattern_kernels(graph):
-    """Raises for kernel layers the pattern statistics cannot fit (EinsumDense, e.g. the
-    projections of a MultiHeadAttention: its output units span several axes).
+    """Raises for kernel layers the pattern statistics cannot fit: EinsumDense layers whose
+    equation has a kernel axis that is neither contracted with the input nor an output axis
+    (e.g. ``"abc,bcd->abd"``: ``b`` is in the input, the kernel and the output, a different
+    kernel per position; or an axis in the kernel only).
 
     Raises:
-        NotAnalyzeableModelError: naming every such layer.
+        NotAnalyzeableModelError: naming every such layer, its equation and the axis.
     """
-    bad = [f"{n.name} ({n.class_name})" for n in graph.nodes
-           if isinstance(n.layer, KERNEL_LAYERS) and not isinstance(n.layer, PATTERN_KERNELS)]
+    bad = []
+    for n in graph.nodes:
+        if isinstance(n.layer, EINSUM_DENSE):
+            problems = einsum_kernel_problems(n.layer.equation)
+            if problems:
+                bad.append(f"{n.name} ({n.class_name}, equation {n.layer.equation!r}: {'; '.join(problems)})")
     if bad:
         raise NotAnalyzeableModelError(
-            "PatternNet/PatternAttribution fit patterns to Dense, ConvND, DepthwiseConvND and "
-            "ConvNDTranspose layers (SeparableConv split in two). Received EinsumDense layers (the "
-            f"projections of MultiHeadAttention are EinsumDense): {', '.join(bad)}. Use a "
-            "gradient or LRP method on this model."
+            "PatternNet/PatternAttribution fit a pattern per output unit of an EinsumDense layer "
+            "when each kernel axis is either contracted with the input (in the input, not the "
+            "output) or an output-unit axis (in the output, not the input). Received: "
+            f"{', '.join(bad)}. Use a gradient or LRP method on this model."
         )
 
 
@@ -226,7 +242,6 @@ class PatternStatistics:
 
     # ---------------------------------------------------------------------------- accumulation
     def _node_updates(self, node, values):
-        layer = node.layer
         key = self.keys[node.name]
         x = values[node.inputs[0]]
         z = values[node.outputs[0]]
@@ -234,15 +249,12 @@ class PatternStatistics:
         dtype = x.dtype if x.dtype not in (tf.float16, tf.bfloat16) else tf.float32
         x, z, out = tf.cast(x, dtype), tf.cast(z, dtype), tf.cast(out, dtype)
         view = LinearView(node)
-        rank = len(z.shape)
-        axis = view.channel_axis(rank)
-        axes = [i for i in range(rank) if i != axis]
         y = view.remove_bias(z)
         v = self._vars[key]
-        rows = tf.cast(tf.size(y, out_type=tf.int64) // tf.cast(tf.shape(y)[axis], tf.int64), tf.float64)
+        rows = view.n_rows(y)
         ops = [
             v["n_rows"].assign_add(rows),
-            v["sum_y"].assign_add(tf.cast(tf.reduce_sum(y, axis=axes), tf.float64)),
+            v["sum_y"].assign_add(tf.cast(view.unit_sums(y), tf.float64)),
         ]
         signals, counts = [], []
         for t in self.pattern_types:
@@ -252,12 +264,8 @@ class PatternStatistics:
             else:
                 m = tf.cast(out > 0 if t == "relu" else out <= 0, dtype)
                 signals += [m, y * m]
-                counts.append(tf.cast(tf.reduce_sum(m, axis=axes), tf.float64))
-        if isinstance(layer, DEPTHWISE + CONV_TRANSPOSE) or not channels_last(layer):
-            sums = [view.filter_sums(x, g) for g in signals]
-        else:  # one filter-gradient call for all statistics: signals concatenated on the channels
-            both = view.filter_sums(x, tf.concat(signals, axis=-1))
-            sums = tf.split(both, len(signals), axis=-1)
+                counts.append(tf.cast(view.unit_sums(m), tf.float64))
+        sums = view.filter_sums_list(x, signals)
         for i, t in enumerate(self.pattern_types):
             ops.append(v[t]["count"].assign_add(counts[i]))
             ops.append(v[t]["sum_x"].assign_add(tf.cast(sums[2 * i], tf.float64)))
@@ -406,12 +414,11 @@ class PatternStatistics:
                 )
             kernel = np.asarray(params.kernel().numpy(), dtype="float64")
             dtype = np.dtype(params.dtype)
-            tr = params.transposed  # the estimator wants the output units on the last axis
+            # The estimator takes (D, C) matrices: the output units of any kernel kind as columns.
             for t in self.pattern_types:
                 a = pattern_from_statistics(
-                    units_last(kernel, tr), v[t]["count"], units_last(v[t]["sum_x"], tr),
-                    units_last(v[t]["sum_xy"], tr), v["sum_y"], n_rows,
-                    depthwise=params.depthwise,
+                    to_unit_matrix(kernel, params), v[t]["count"], to_unit_matrix(v[t]["sum_x"], params),
+                    to_unit_matrix(v[t]["sum_xy"], params), v["sum_y"], n_rows, name=key,
                 )
-                out[t][key] = units_last(a, tr).astype(dtype)
+                out[t][key] = from_unit_matrix(a, params).astype(dtype)
         return out
