@@ -25,7 +25,7 @@ from keras_patterns import validation
 from keras_patterns._warnings import user_stacklevel
 from keras_patterns.canonizers import prepare_graph
 from keras_patterns.errors import NonFiniteDataError
-from keras_patterns.graph.layers import CONV, DEPTHWISE, EINSUM_DENSE
+from keras_patterns.graph.layers import CONV, CONV_TRANSPOSE, DEPTHWISE, EINSUM_DENSE
 from keras_patterns.linear import apply_kernel, channels_last, node_params
 from keras_patterns.patterns.data import run_pass
 from keras_patterns.patterns.estimators import pattern_from_statistics, to_matrix
@@ -101,6 +101,15 @@ def _check_layer(key, node):
         raise ValueError(
             f"signal_quality supports Dense, ConvND and DepthwiseConvND layers; leave EinsumDense "
             f"layer {key!r} out with `layers=`. Received: equation={layer.equation!r}"
+        )
+    if isinstance(layer, CONV_TRANSPOSE):
+        # An output unit of a transposed convolution sees a different set of inputs at every
+        # output position (the stride's phases), so there is no one patch per unit to measure.
+        raise ValueError(
+            f"signal_quality supports Dense, ConvND and DepthwiseConvND layers; leave "
+            f"{type(layer).__name__} layer {key!r} out with `layers=` (a transposed convolution has "
+            "no single input patch per output unit). Received: "
+            f"kernel shape {tuple(layer.kernel.shape)}, strides {layer.strides}"
         )
     if isinstance(layer, CONV) and getattr(layer, "groups", 1) != 1:
         raise ValueError(

@@ -273,3 +273,17 @@ def test_dead_unit_is_nan_with_warning():
     with pytest.warns(UserWarning, match=r"1 unit\(s\) of layer 'dense' have a constant output"):
         rho = kp.evaluation.signal_quality(model, x, x, x, estimators=("S_w",))
     assert np.isnan(rho["S_w"]["dense"]).all()
+
+
+def test_transposed_convolution_is_named_not_measured():
+    """A transposed convolution's output unit sees a different input patch at each stride phase:
+    rho(S) has no one patch per unit there, so the layer is refused by name (it used to be read
+    with its input channels taken as units)."""
+    inp = keras.Input((4, 4, 2))
+    h = keras.layers.Conv2DTranspose(3, 3, strides=2, name="up")(inp)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(h)))
+    x = np.random.default_rng(0).normal(size=(30, 4, 4, 2)).astype("float32")
+    with pytest.raises(ValueError, match=r"Conv2DTranspose layer 'up' out with `layers=`.*kernel shape \(3, 3, 3, 2\)"):
+        kp.evaluation.signal_quality(model, x, x, x)
+    rho = kp.evaluation.signal_quality(model, x, x, x, layers=[model.layers[-1].name], estimators=("S_w",))
+    assert list(rho["S_w"]) == [model.layers[-1].name]
