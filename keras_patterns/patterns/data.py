@@ -116,6 +116,30 @@ def _array_batches(data, batch_size):
     return (take(s) for s in range(0, n, batch_size)), math.ceil(n / batch_size), n
 
 
+def dataset_steps(data, steps):
+    """The number of batches a pass over ``data`` (a ``tf.data.Dataset``) will read, or None.
+
+    Args:
+        data: a ``tf.data.Dataset`` of batches.
+        steps: the user's bound on the batches, or None.
+
+    Returns:
+        ``min(cardinality, steps)`` where known; ``steps`` where the cardinality is unknown.
+
+    Raises:
+        ValueError: an infinite dataset (``.repeat()``) without ``steps``.
+    """
+    card = int(data.cardinality().numpy())
+    if card == tf.data.INFINITE_CARDINALITY and steps is None:
+        raise ValueError(
+            "The tf.data.Dataset is infinite (e.g. .repeat()); pass `steps` to bound the fitting "
+            "pass. Received: steps=None"
+        )
+    if card < 0:
+        return steps
+    return card if steps is None else min(card, steps)
+
+
 def batches(data, batch_size=32, steps=None):
     """Makes an iterator over model-input batches.
 
@@ -139,14 +163,7 @@ def batches(data, batch_size=32, steps=None):
         it, n, _ = _array_batches(data, batch_size)
         return _limit(it, steps), (n if steps is None else min(n, steps))
     if isinstance(data, tf.data.Dataset):
-        card = int(data.cardinality().numpy())
-        if card == tf.data.INFINITE_CARDINALITY and steps is None:
-            raise ValueError(
-                "The tf.data.Dataset is infinite (e.g. .repeat()); pass `steps` to bound the fitting "
-                "pass. Received: steps=None"
-            )
-        known = card if card >= 0 else None
-        total = steps if known is None else (known if steps is None else min(known, steps))
+        total = dataset_steps(data, steps)
         it = (split_x(e) for e in data)
         return _limit(it, steps), total
     if isinstance(data, keras.utils.PyDataset):

@@ -18,7 +18,7 @@ rank, sizes) so that a dataset of the wrong structure fails with a message namin
 import tensorflow as tf
 
 from keras_patterns import validation
-from keras_patterns.patterns.data import batches, call_dataset_fn, is_dataset_fn
+from keras_patterns.patterns.data import batches, call_dataset_fn, dataset_steps, is_dataset_fn
 
 
 def _x_spec(spec):
@@ -103,17 +103,10 @@ def distributed_batches(stats, data, batch_size=32, steps=None):
 
         return iter(strategy.distribute_datasets_from_function(pipeline)), steps
     if isinstance(data, tf.data.Dataset):
-        card = int(data.cardinality().numpy())
-        if card == tf.data.INFINITE_CARDINALITY and steps is None:
-            raise ValueError(
-                "The tf.data.Dataset is infinite (e.g. .repeat()); pass `steps` to bound the fitting "
-                "pass. Received: steps=None"
-            )
+        total = dataset_steps(data, steps)
         ds = model_inputs(data, specs, names)
         if steps is not None:
             ds = ds.take(steps)
-        known = card if card >= 0 else None
-        total = steps if known is None else (known if steps is None else min(known, steps))
         return iter(strategy.experimental_distribute_dataset(ds)), total
     it, total = batches(data, batch_size, steps)
 
