@@ -43,6 +43,17 @@ def _method_specs(methods):
     return specs
 
 
+def _fit_key(analyzer):
+    """What a pattern analyzer's fitted patterns depend on: its configuration without the
+    arguments that only change the analysis. Analyzers with equal keys on the same model (e.g.
+    ``pattern.net`` and ``pattern.attribution``) are fitted once per round and share the patterns.
+    """
+    config = analyzer.get_config()
+    for name in ("neuron_selection_mode", "batch_size", "project_bottleneck"):
+        config.pop(name, None)
+    return repr(sorted(config.items())), id(getattr(analyzer, "strategy", None))
+
+
 def _model_to_explain(model):
     """The logits model when ``model`` ends in a softmax, else ``model`` itself."""
     from keras_patterns.models import model_wo_softmax
@@ -188,6 +199,7 @@ class AnalysisCallback(keras.callbacks.Callback):
         self.analyzers = {}
         self.timings = []
         self._explained = None
+        self._shared_fit = {}
         self._kinds = {}
         self._writer = None
         self._summary_warned = False
@@ -212,6 +224,7 @@ class AnalysisCallback(keras.callbacks.Callback):
 
     def _build(self):
         self._explained = _model_to_explain(self.model)
+        self._shared_fit = {}
         labels = {}
         for i, (name, kwargs, factory) in enumerate(self._specs):
             if factory is None:
@@ -235,10 +248,16 @@ class AnalysisCallback(keras.callbacks.Callback):
             labels[name] = labels.get(name, 0) + 1
             label = name if labels[name] == 1 else f"{name}_{labels[name]}"
             self.analyzers[label] = analyzer
+            if factory is None and analyzer.needs_fitting:
+                self._shared_fit[label] = _fit_key(analyzer)
             self._kinds[label] = getattr(analyzer, "output_kind", "attribution")
 
     def compute_maps(self):
         """Fits the pattern methods and explains the probe batch with the current weights.
+
+        Pattern methods built by name whose patterns depend on the same settings (e.g.
+        ``pattern.net`` and ``pattern.attribution`` with the same ``pattern_type``) are fitted once
+        per round and share the patterns.
 
         Returns:
             ``{method: array shaped like x}``, and the seconds spent fitting and analyzing.
@@ -246,10 +265,18 @@ class AnalysisCallback(keras.callbacks.Callback):
         if not self.analyzers:
             self._build()
         maps, t_fit, t_analyze = {}, 0.0, 0.0
+        fitted = {}  # shared-fit key -> patterns fitted this round
         for label, analyzer in self.analyzers.items():
             t0 = time.perf_counter()
             if analyzer.needs_fitting:
-                analyzer.fit(self.fit_data, batch_size=self.fit_batch_size, steps=self.fit_steps, verbose=0)
+                key = self._shared_fit.get(label)
+                if key is not None and key in fitted:
+                    analyzer.set_state(fitted[key])
+                else:
+                    analyzer.fit(self.fit_data, batch_size=self.fit_batch_size, steps=self.fit_steps,
+                                 verbose=0)
+                    if key is not None:
+                        fitted[key] = analyzer.get_state()
             t1 = time.perf_counter()
             maps[label] = analyzer.analyze(self.x, neuron_selection=self.neuron_selection)
             t_fit, t_analyze = t_fit + t1 - t0, t_analyze + time.perf_counter() - t1

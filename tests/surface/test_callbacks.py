@@ -162,3 +162,30 @@ def test_argument_errors(kwargs, match):
     args = {"methods": "gradient", "x": np.zeros((2, 12, 12, 1)), **kwargs}
     with pytest.raises(ValueError, match=match):
         kp.callbacks.AnalysisCallback(**args)
+
+
+def test_pattern_methods_of_one_type_are_fitted_once_per_round(data, monkeypatch):
+    """pattern.net and pattern.attribution (same pattern_type) share one fit per logged step; a
+    different pattern_type is fitted on its own. The maps equal separately fitted analyzers."""
+    x, y = data
+    model = _model()
+    fits = []
+    compute = kp.PatternComputer.compute
+
+    def counting(self, *args, **kwargs):
+        fits.append(self.pattern_type)
+        return compute(self, *args, **kwargs)
+
+    monkeypatch.setattr(kp.PatternComputer, "compute", counting)
+    got = []
+    methods = ["pattern.net", "pattern.attribution", ("pattern.attribution", {"pattern_type": "linear"})]
+    cb = kp.callbacks.AnalysisCallback(methods, x[:4], fit_data=x[:64], max_samples=4,
+                                       on_maps=lambda epoch, maps: got.append(maps))
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[cb])
+    assert len(got) == 2 and len(fits) == 4  # two fits per round: "relu" once, "linear" once
+    logits = kp.model_wo_softmax(model)
+    for label, (name, kwargs) in zip(["pattern.net", "pattern.attribution", "pattern.attribution_2"],
+                                     [("pattern.net", {}), ("pattern.attribution", {}),
+                                      ("pattern.attribution", {"pattern_type": "linear"})]):
+        expected = kp.create_analyzer(name, logits, **kwargs).fit(x[:64], verbose=0).analyze(x[:4])
+        np.testing.assert_allclose(got[-1][label], expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
