@@ -107,6 +107,9 @@ def _parser():
                    help="inputs used by the randomization check (default: 16)")
     e.add_argument("--emd", action="store_true", help="ground_truth also computes XAI-TRIS's EMD score "
                                                       "and precision (slow above 16x16 without POT)")
+    e.add_argument("--set", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                   help="an argument of one method, e.g. --set lrp.epsilon:epsilon=0.25 or --set "
+                        "lrp.alpha_beta:alpha=3; values read as for `analyze --set` (repeatable)")
     e.add_argument("--batch-size", type=int, default=32, help="samples per batch (default: 32)")
     e.add_argument("--seed", type=int, default=0, help="seed of the random order and weights (default: 0)")
     return p
@@ -187,6 +190,20 @@ def _parse_sets(items):
         except ValueError:
             value = raw
         out[key] = value
+    return out
+
+
+def _method_sets(items, methods):
+    """``["method:k=v", ...]`` -> ``{method: {k: v}}`` for ``evaluate --set``."""
+    out = {}
+    for item in items:
+        method, sep, rest = item.partition(":")
+        if not sep or "=" not in rest:
+            raise CLIError(f"--set expects METHOD:KEY=VALUE, e.g. lrp.epsilon:epsilon=0.25, received {item!r}")
+        if method not in methods:
+            raise CLIError(f"--set names method {method!r}, which is not evaluated; the methods are "
+                           f"{', '.join(methods)}")
+        out.setdefault(method, {}).update(_parse_sets([rest]))
     return out
 
 
@@ -413,6 +430,7 @@ def _cmd_evaluate(args):
         methods, explicit = kp.list_analyzers(), False
     else:
         methods, explicit = _csv("--methods", args.methods, kp.list_analyzers(), "method"), True
+    overrides = _method_sets(args.set, methods)
     if explicit and fit_data is None:
         needs = [m for m in methods if kp.registry.capabilities(m)["needs_fitting"]]
         if needs:
@@ -422,7 +440,7 @@ def _cmd_evaluate(args):
 
     analyzers, used, skipped = suite.build_analyzers(
         model, methods, fit_data=fit_data, data=fit_data if fit_data is not None else x,
-        batch_size=args.batch_size, log=lambda *a: None)
+        batch_size=args.batch_size, log=lambda *a: None, overrides=overrides)
     if explicit and skipped:
         name = next(iter(skipped))
         raise CLIError(f"method {name!r} {skipped[name]}")

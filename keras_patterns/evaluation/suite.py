@@ -53,7 +53,7 @@ def method_kwargs(name, data):
     return {}
 
 
-def build_analyzers(model, names, fit_data=None, data=None, batch_size=32, log=print):
+def build_analyzers(model, names, fit_data=None, data=None, batch_size=32, log=print, overrides=None):
     """Creates (and fits) the analyzers; skips, with a reason, those that cannot be built.
 
     A method is skipped when it needs fitting and no ``fit_data`` is given, or when it needs
@@ -68,20 +68,35 @@ def build_analyzers(model, names, fit_data=None, data=None, batch_size=32, log=p
             ``fit_data``.
         batch_size: samples per batch. Defaults to `32`.
         log: a print function (``lambda *a: None`` for silence). Defaults to `print`.
+        overrides: ``{name: {argument: value}}``, the user's arguments of some methods, over the
+            inferred ones. Defaults to `None`.
 
     Returns:
         ``(analyzers, kwargs, skipped)``: ``{name: analyzer}`` in the order of ``names``,
         ``{name: the arguments used}``, ``{name: reason}``.
+
+    Raises:
+        TypeError, ValueError: the constructor's error for a method given ``overrides`` (the
+            user's arguments are wrong: the method is not skipped silently).
     """
     import keras_patterns as kp
 
     ref = fit_data if data is None else data
+    unknown = sorted(set(overrides or {}) - set(names))
+    if unknown:
+        raise ValueError(f"`overrides` must name methods in `names`. Received: {unknown} for names {list(names)}")
     analyzers, used, skipped = {}, {}, {}
     for name in names:
         kwargs = method_kwargs(name, ref) if ref is not None else {}
+        given = (overrides or {}).get(name)
+        if given:
+            kwargs = {**kwargs, **given}
         try:
             analyzer = kp.create_analyzer(name, model, batch_size=batch_size, **kwargs)
         except (TypeError, ValueError) as e:
+            if given:
+                kind = TypeError if isinstance(e, TypeError) else ValueError
+                raise kind(f"{name} with the arguments {given}: {' '.join(str(e).split())}") from e
             reason = " ".join(str(e).split())
             skipped[name] = "needs arguments that cannot be inferred: " + (
                 reason if len(reason) <= 150 else reason[:150].rsplit(" ", 1)[0] + " ...")

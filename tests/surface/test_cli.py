@@ -353,6 +353,8 @@ def test_evaluate_copies_of_the_suite_names_agree():
     (["--output", "softmax"], "--output must be logit or probability, received 'softmax'"),
     (["--patch-size", "0"], "--patch-size must be a positive integer, received 0"),
     (["--emd"], "--emd is part of the measure ground_truth"),
+    (["--set", "epsilon=0.1"], "--set expects METHOD:KEY=VALUE"),
+    (["--methods", "gradient", "--set", "lrp.epsilon:epsilon=0.1"], "--set names method 'lrp.epsilon', which is not evaluated"),
     (["--masks", "MASKS3"], "--masks must hold one (H, W) or (H, W, 1) mask per input"),
     (["--masks", "MASKS2"], "--masks must hold 0/1 values"),
 ])
@@ -373,3 +375,35 @@ def test_evaluate_runtime_error_is_one_line(files, capsys, tmp_path):
     err = _error(capsys, ["evaluate", files["mlp.keras"], files["x_mlp.npy"], "--methods", "gradient",
                           "--measures", "degradation", "-o", str(tmp_path / "o")], 1)
     assert "`x` must be images" in err
+
+
+def test_evaluate_per_method_arguments(files, eval_files, capsys, tmp_path):
+    """--set METHOD:KEY=VALUE reaches that method (over the inferred arguments), is recorded in
+    results.json, and makes a method that needs arguments (lrp.alpha_beta) evaluable; a wrong
+    argument is an error, not a skip."""
+    import json
+
+    import keras
+
+    import keras_patterns as kp
+    from keras_patterns import evaluation as ev
+
+    out = str(tmp_path / "ev")
+    assert main(["evaluate", files["img.keras"], eval_files["x"], "--methods", "lrp.epsilon,lrp.alpha_beta",
+                 "--set", "lrp.epsilon:epsilon=0.25", "--set", "lrp.alpha_beta:alpha=3",
+                 "--set", "lrp.alpha_beta:beta=2", "--measures", "degradation", "--patch-size", "3",
+                 "-o", out]) == 0
+    capsys.readouterr()
+    with open(os.path.join(out, "results.json")) as f:
+        result = json.load(f)
+    assert result["arguments"]["lrp.epsilon"]["epsilon"] == 0.25
+    assert result["arguments"]["lrp.alpha_beta"] == {"alpha": 3, "beta": 2}
+    logits = kp.model_wo_softmax(keras.models.load_model(files["img.keras"]))
+    x = np.load(eval_files["x"])
+    maps = kp.create_analyzer("lrp.alpha_beta", logits, alpha=3, beta=2).analyze(x)
+    curves = ev.region_perturbation(logits, x, maps, patch_size=3)
+    assert result["degradation"]["aopc"]["lrp.alpha_beta"] == pytest.approx(ev.aopc(curves).mean(), rel=1e-12, abs=1e-12)
+    err = _error(capsys, ["evaluate", files["img.keras"], eval_files["x"], "--methods", "lrp.epsilon",
+                          "--set", "lrp.epsilon:epsilom=0.25", "--measures", "degradation",
+                          "-o", str(tmp_path / "bad")], 1)
+    assert "lrp.epsilon with the arguments {'epsilom': 0.25}" in err and "epsilom" in err
