@@ -21,6 +21,7 @@ from keras_patterns.graph.layers import (
     is_channel_scale,
 )
 from keras_patterns.rules import EMBEDDING_SUM, GRADIENT, Rule
+from keras_patterns.rules.base import is_refusal
 
 _CUSTOM_RULES = []  # (layer_class, rule, methods or None)
 
@@ -107,11 +108,11 @@ def resolve(graph, rules=(), method=None, unknown_layers="error"):
     for node in graph.nodes:
         for match, rule in pairs:
             if match(node, graph):
-                if rule.name == "unsupported":
+                if is_refusal(rule):
                     # A method's refusal with a reason (e.g. an ambiguous gate), unless the user
                     # registered a rule for the layer class.
                     rule = next((r for m, r in registered if m(node, graph)), rule)
-                if rule.name == "unsupported":
+                if is_refusal(rule):
                     why = dict(rule.params).get("reason", "")
                     unsupported.append((node.name, node.class_name, f"{describe_node(node)}: {why}"))
                 else:

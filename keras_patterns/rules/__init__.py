@@ -1,6 +1,6 @@
 """Backward rules."""
 
-from keras_patterns.rules.base import NodeContext, Rule
+from keras_patterns.rules.base import NodeContext, Rule, is_refusal, refusal
 from keras_patterns.rules.lrp import (
     LRP_RULES,
     alpha_beta_rule,
@@ -22,5 +22,5 @@ from keras_patterns.rules.structural import (
 __all__ = [
     "DECONVNET_RELU", "EMBEDDING_SUM", "EMBEDDING_TIMES_INPUT", "GRADIENT", "GUIDED_RELU",
     "IDENTITY", "LRP_RULES", "Group", "NodeContext", "Rule", "Term", "alpha_beta_rule", "bounded_rule",
-    "epsilon_rule", "gamma_rule", "redistribution_rule", "z_rule",
+    "epsilon_rule", "gamma_rule", "is_refusal", "redistribution_rule", "refusal", "z_rule",
 ]

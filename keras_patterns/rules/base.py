@@ -37,6 +37,30 @@ class Rule:
         return f"{self.name}({args})"
 
 
+def _refused(ctx, rs):
+    raise RuntimeError(f"No backward rule for node {ctx.node.name!r} (see the mapping's error).")
+
+
+def refusal(reason):
+    """A rule that marks a node as one a method cannot explain, with the reason.
+
+    :func:`keras_patterns.mapping.resolve` reports such a node among the unsupported layers,
+    with ``reason``, unless the user registered a rule for its layer class; the rule never runs.
+
+    Args:
+        reason: why, and what the user can do instead.
+
+    Returns:
+        A :class:`Rule` for which :func:`is_refusal` is True.
+    """
+    return Rule("unsupported", _refused, params=(("reason", reason),))
+
+
+def is_refusal(rule):
+    """Whether ``rule`` was made by :func:`refusal`."""
+    return rule.backward is _refused
+
+
 @dataclasses.dataclass
 class NodeContext:
     """What a rule's ``backward`` sees of one node during the reverse pass.

@@ -40,7 +40,7 @@ from keras_patterns.graph.layers import (
     layer_activation,
     node_condition,
 )
-from keras_patterns.rules.base import Rule
+from keras_patterns.rules.base import Rule, refusal
 
 #: Activations whose output is read as a gate in [0, 1].
 GATE_ACTIVATIONS = ("sigmoid", "hard_sigmoid")
@@ -190,16 +190,11 @@ def gate_signal_rule(index):
     return Rule("gate.signal", backward, params=(("gate", index),))
 
 
-def _refused(ctx, rs):
-    raise RuntimeError(f"No backward rule for node {ctx.node.name!r} (see the mapping's error).")
-
-
 #: Marks a product whose gate cannot be told: :func:`keras_patterns.mapping.resolve` reports the
 #: node as unsupported, with this reason, instead of using the rule.
-AMBIGUOUS_PRODUCT = Rule("unsupported", _refused, params=((
-    "reason",
+AMBIGUOUS_PRODUCT = refusal(
     "a product of two tensors whose gate cannot be told (neither or both come from a sigmoid-like "
     "activation and both have the same size), of more than two tensors, or a division of tensors; "
     "name the gate with layer_map=[(condition, keras_patterns.rules.gate.gate_rule(index))] "
-    "(gate_signal_rule for deconvnet, guided backprop and the pattern methods)",
-),))
+    "(gate_signal_rule for deconvnet, guided backprop and the pattern methods)"
+)

@@ -346,3 +346,20 @@ def test_modern_plan_names_every_rule():
     assert [v for k, v in signal.items() if k.startswith("layer_norm")] == [["normalization.constant_gradient"]]
     assert signal["keras.ops.multiply"] == ["gate.signal(gate=1)"]
     assert signal["keras.ops.gelu"] == ["guided_as_relu"]
+
+
+def test_a_refusal_in_layer_map_names_the_layer_and_the_reason():
+    """kp.rules.refusal(reason) marks nodes a method must not explain: resolve() lists them among
+    the unsupported layers with the reason; the other layers keep their rules."""
+    import keras
+
+    inp = keras.Input((4,))
+    h = keras.layers.Dense(3, activation="relu", name="hidden")(inp)
+    model = keras.Model(inp, keras.layers.Dense(2, name="head")(h))
+    from keras_patterns.rules import is_refusal, refusal
+
+    no = refusal("the head is explained elsewhere")
+    assert is_refusal(no) and not is_refusal(kp.rules.GRADIENT)
+    with pytest.raises(kp.UnsupportedLayerError, match=r"head.*the head is explained elsewhere") as err:
+        kp.create_analyzer("lrp.epsilon", model, layer_map=[(lambda node, graph: node.layer.name == "head", no)])
+    assert [name for name, _ in err.value.layers] == ["head"]
