@@ -27,7 +27,7 @@ from keras_patterns.canonizers import prepare_graph
 from keras_patterns.errors import NonFiniteDataError
 from keras_patterns.graph.layers import CONV, CONV_TRANSPOSE, DEPTHWISE, EINSUM_DENSE
 from keras_patterns.linear import apply_kernel, channels_last, node_params
-from keras_patterns.patterns.data import run_pass
+from keras_patterns.patterns.data import input_tensors, run_pass
 from keras_patterns.patterns.estimators import pattern_from_statistics, to_matrix
 from keras_patterns.patterns.statistics import PatternStatistics
 
@@ -147,8 +147,8 @@ def _to_rows(t, layer):
 class _Moments:
     """Float64 streaming sums of patches, outputs and gates for the selected kernel layers.
 
-    Duck-types the ``update_state_finite`` of :class:`PatternStatistics` so that
-    :func:`~keras_patterns.patterns.data.run_pass` drives it (batching, NaN/Inf checks, empty data).
+    An accumulator as :func:`~keras_patterns.patterns.data.run_pass` drives it (batching, NaN/Inf
+    checks, empty data): a ``strategy`` (None: one device) and ``update_state_finite(x)``.
     """
 
     #: no tf.distribute strategy: :func:`run_pass` drives it on one device.
@@ -159,11 +159,11 @@ class _Moments:
         self.graph = stats.graph
         self.nodes = {k: [n for n in stats.kernel_nodes if stats.keys[n.name] == k] for k in keys}
         self.sums = None
-        specs = [
+        self.specs = [
             tf.TensorSpec((None,) + tuple(self.graph.tensors[t].shape[1:]), self.graph.tensors[t].dtype)
             for t in self.graph.inputs
         ]
-        self._fn = tf.function(self._batch_sums, input_signature=[specs], autograph=False)
+        self._fn = tf.function(self._batch_sums, input_signature=[self.specs], autograph=False)
 
     def _node_sums(self, node, values):
         layer = node.layer
@@ -212,7 +212,7 @@ class _Moments:
         self.sums = None
 
     def update_state_finite(self, x):
-        inputs = self.stats._to_inputs(x)
+        inputs = input_tensors(x, self.graph.input_names, self.specs)
         finite = np.ones(int(inputs[0].shape[0]), bool)
         for t in inputs:
             if t.dtype.is_floating:

@@ -116,6 +116,37 @@ def _array_batches(data, batch_size):
     return (take(s) for s in range(0, n, batch_size)), math.ceil(n / batch_size), n
 
 
+def input_tensors(x, names, specs):
+    """One batch of model inputs as tensors of the model's input dtypes, shapes checked.
+
+    Args:
+        x: an array or tensor; a list, or a dict by input name, for several inputs.
+        names: the model's input names.
+        specs: one ``tf.TensorSpec`` (batch dimension None) per input.
+
+    Returns:
+        A list of tensors, one per input.
+
+    Raises:
+        TypeError: non-numeric input.
+        ValueError: the wrong number of inputs, or a shape that does not match the spec (with a
+            hint for an unbatched ``tf.data.Dataset``).
+    """
+    out = []
+    for i, (xi, spec) in enumerate(zip(validation.input_list(x, names), specs)):
+        t = tf.convert_to_tensor(xi)
+        if not (t.dtype.is_floating or t.dtype.is_integer or t.dtype.is_bool):
+            raise validation.non_numeric_error(i, t.dtype.name)
+        if t.dtype != spec.dtype:
+            t = tf.cast(t, spec.dtype)
+        hint = ""
+        if t.shape.rank == spec.shape.rank - 1:
+            hint = " (an unbatched tf.data.Dataset? call .batch(batch_size) on it)"
+        validation.check_input_shape(i, names[i], tuple(spec.shape), tuple(t.shape), hint)
+        out.append(t)
+    return out
+
+
 def dataset_steps(data, steps):
     """The number of batches a pass over ``data`` (a ``tf.data.Dataset``) will read, or None.
 
@@ -324,7 +355,10 @@ def run_pass(stats, data, batch_size=32, steps=None, verbose="auto", skip_nonfin
     holding NaN/Inf are left out and a warning gives their number.
 
     Args:
-        stats: a :class:`~keras_patterns.patterns.statistics.PatternStatistics`.
+        stats: the accumulator: a :class:`~keras_patterns.patterns.statistics.PatternStatistics`,
+            or any object with a ``strategy`` attribute (None: one device) and an
+            ``update_state_finite(x)`` method that adds the finite samples of batch ``x`` and
+            returns one bool per sample (False: NaN/Inf, not added).
         data, batch_size, steps: see :func:`batches`.
         verbose: ``"auto"`` (= 1), 0 (silent), 1 (progress bar) or 2 (one line at the end), as in
             ``model.fit``. Defaults to `"auto"`.

@@ -18,7 +18,7 @@ rank, sizes) so that a dataset of the wrong structure fails with a message namin
 import tensorflow as tf
 
 from keras_patterns import validation
-from keras_patterns.patterns.data import batches, call_dataset_fn, dataset_steps, is_dataset_fn
+from keras_patterns.patterns.data import batches, call_dataset_fn, dataset_steps, input_tensors, is_dataset_fn
 
 
 def _x_spec(spec):
@@ -112,7 +112,7 @@ def distributed_batches(stats, data, batch_size=32, steps=None):
 
     def host_batches():
         for x in it:
-            arrays = stats._to_inputs(x)
+            arrays = input_tensors(x, names, specs)
             validation.check_batch_sizes([int(a.shape[0]) for a in arrays])
             yield tuple(arrays)
 

@@ -58,6 +58,7 @@ from keras_patterns.linear import (
     to_unit_matrix,
 )
 from keras_patterns.patterns import distribution
+from keras_patterns.patterns.data import input_tensors
 from keras_patterns.patterns.estimators import (
     canonical_pattern_type,
     pattern_from_statistics,
@@ -305,20 +306,7 @@ class PatternStatistics:
         return self._update_finite_fn(inputs)
 
     def _to_inputs(self, x):
-        names = self.graph.input_names
-        out = []
-        for i, (xi, spec) in enumerate(zip(validation.input_list(x, names), self._specs)):
-            t = tf.convert_to_tensor(xi)
-            if not (t.dtype.is_floating or t.dtype.is_integer or t.dtype.is_bool):
-                raise validation.non_numeric_error(i, t.dtype.name)
-            if t.dtype != spec.dtype:
-                t = tf.cast(t, spec.dtype)
-            hint = ""
-            if t.shape.rank == spec.shape.rank - 1:
-                hint = " (an unbatched tf.data.Dataset? call .batch(batch_size) on it)"
-            validation.check_input_shape(i, names[i], tuple(spec.shape), tuple(t.shape), hint)
-            out.append(t)
-        return out
+        return input_tensors(x, self.graph.input_names, self._specs)
 
     def update_state(self, x):
         """Adds one batch.
