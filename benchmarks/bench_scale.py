@@ -166,7 +166,8 @@ def child(job, model_name, n, batch):
     print(json.dumps({
         "job": job, "model": model_name, "n": n, "batch": batch, "params": int(model.count_params()),
         "wall_s": wall, "samples_per_s": n / wall, "rss_before_mib": before, "peak_rss_mib": peak,
-        "peak_reset": reset, "trace": sampler.trace,
+        "peak_reset": reset, "sample_shape": shape, "loadavg_1min": os.getloadavg()[0],
+        "trace": [(round(t, 2), round(r, 1), b) for t, r, b in sampler.trace],
     }))
 
 
@@ -199,9 +200,20 @@ def machine():
 
 
 # ---------------------------------------------------------------------------------------- plots
+def _segment_rates(t, done, n, parts=10):
+    """Samples/s in each tenth of the samples, from a progress trace."""
+    import numpy as np
+
+    t, done = np.asarray(t), np.asarray(done)
+    marks = [np.interp(k * n / parts, done, t) if done[-1] >= k * n / parts else np.nan
+             for k in range(parts + 1)]
+    return [n / parts / (b - a) for a, b in zip(marks, marks[1:]) if b > a]
+
+
 def plot(results, out_dir=STATIC):
     """Draws ``scale_n.png``, ``scale_batch.png``, ``scale_models.png`` and ``scale_trace.png``."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -219,7 +231,7 @@ def plot(results, out_dir=STATIC):
 
     by_n = results.get("n", [])
     if by_n:
-        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
         for job in JOBS:
             pts = sorted((r for r in by_n if r["job"] == job), key=lambda r: r["n"])
             if not pts:
@@ -231,12 +243,16 @@ def plot(results, out_dir=STATIC):
             axes[2].plot(ns, [r["peak_rss_mib"] for r in pts], **kw)
             axes[2].plot(ns, [r["rss_before_mib"] for r in pts], ls=":", color=colors[job],
                          label=f"{job}: RSS before the job")
+            axes[3].plot(ns, [r["peak_rss_mib"] - r["rss_before_mib"] for r in pts], **kw)
         axes[0].set(xscale="log", yscale="log", xlabel="samples N", ylabel="wall time (s)",
                     title="time vs N")
         axes[1].set(xscale="log", xlabel="samples N", ylabel="samples / s", title="throughput vs N")
         axes[1].set_ylim(0, axes[1].get_ylim()[1] * 1.1)
         axes[2].set(xscale="log", xlabel="samples N", ylabel="peak RSS (MiB)", title="peak memory vs N")
         axes[2].set_ylim(0, axes[2].get_ylim()[1] * 1.15)
+        axes[3].set(xscale="log", xlabel="samples N", ylabel="peak RSS - RSS before (MiB)",
+                    title="the job's own peak vs N")
+        axes[3].set_ylim(0, max(axes[3].get_ylim()[1] * 1.5, 5))
         for ax in axes:
             ax.grid(alpha=0.3, which="both")
         axes[0].legend(fontsize=8)
@@ -292,19 +308,33 @@ def plot(results, out_dir=STATIC):
         fig.suptitle(f"N = {by_m[0]['n']:,}, batch {by_m[0]['batch']}", fontsize=10)
         save(fig, "scale_models.png")
 
-    big = [r for r in by_n if r["n"] == max(p["n"] for p in by_n)] if by_n else []
+    big = [r for r in by_n if r["n"] == max(p["n"] for p in by_n) and r.get("trace")] if by_n else []
     if big:
-        fig, ax = plt.subplots(figsize=(8, 3.6))
+        fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
         for r in big:
             t = [p[0] for p in r["trace"]]
-            ax.plot(t, [p[1] for p in r["trace"]], color=colors[r["job"]],
-                    label=f"{labels[r['job']]}: {r['wall_s']:.0f} s")
-            ax.axhline(r["rss_before_mib"], color=colors[r["job"]], ls=":", lw=1)
-        ax.set(xlabel="seconds into the job", ylabel="RSS (MiB)",
-               title=f"RSS during the N = {big[0]['n']:,} runs (dotted: RSS before the job)")
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+            rss = [p[1] for p in r["trace"]]
+            c = colors[r["job"]]
+            axes[0].plot(t, rss, color=c, label=f"{labels[r['job']]}: {r['wall_s']:.0f} s")
+            axes[1].plot(t, [v - r["rss_before_mib"] for v in rss], color=c, label=labels[r["job"]])
+            axes[1].axhline(r["peak_rss_mib"] - r["rss_before_mib"], color=c, ls=":", lw=1)
+            if r["job"] == "analyze":  # the maps file grows by one map per sample: progress
+                per_sample = 4 * int(np.prod(r.get("sample_shape", (16, 16, 1))))
+                done = [p[2] / per_sample for p in r["trace"]]
+                axes[2].plot(t, done, color=c, label=f"{labels[r['job']]}: samples written")
+                rates = _segment_rates(t, done, r["n"])
+                axes[2].set_title(f"progress; rate per tenth: {min(rates) / 1e3:.1f}k to "
+                                  f"{max(rates) / 1e3:.1f}k samples/s", fontsize=10)
+        axes[0].set(xlabel="seconds into the job", ylabel="RSS (MiB)", title="RSS (TensorFlow runtime included)")
+        axes[0].set_ylim(0, axes[0].get_ylim()[1] * 1.15)
+        axes[1].set(xlabel="seconds into the job", ylabel="RSS - RSS before the job (MiB)",
+                    title="the job's own memory (dotted: its peak)")
+        axes[1].set_ylim(min(0, axes[1].get_ylim()[0]), max(axes[1].get_ylim()[1] * 1.3, 5))
+        axes[2].set(xlabel="seconds into the job", ylabel="samples written (maps file size)")
+        for ax, loc in zip(axes, ("lower right", "center right", "lower right")):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8, loc=loc)
+        fig.suptitle(f"during the N = {big[0]['n']:,} runs (digits CNN, batch {big[0]['batch']})", fontsize=10)
         save(fig, "scale_trace.png")
     return written
 
@@ -354,6 +384,10 @@ def main(argv=None):
         for m in args.models:
             for job in args.jobs:
                 results["models"].append(run_point(job, m, int(args.model_n), args.batch))
+        for sweep in ("n", "batch", "models"):  # keep the RSS traces of the largest N only
+            for r in results[sweep]:
+                if sweep != "n" or r["n"] != max(p["n"] for p in results["n"]):
+                    r.pop("trace")
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
     for path in plot(results, args.figures):
