@@ -340,16 +340,21 @@ def plot(results, out_dir=STATIC):
 
 
 def markdown_table(results):
-    """The measured figures as Markdown tables (one per sweep)."""
-    rows = []
-    head = "| sweep | job | model | N | batch | time (s) | samples/s | RSS before (MiB) | peak RSS (MiB) |"
-    rows += [head, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    """The measured figures as Markdown tables, one per sweep."""
+    names = {"n": "N (digits CNN)", "batch": "batch size (digits CNN)", "models": "model size"}
+    out = []
     for sweep in ("n", "batch", "models"):
-        for r in results.get(sweep, []):
-            rows.append(f"| {sweep} | {r['job']} | {r['model']} | {r['n']:,} | {r['batch']} | "
-                        f"{r['wall_s']:.1f} | {r['samples_per_s']:,.0f} | {r['rss_before_mib']:.0f} | "
-                        f"{r['peak_rss_mib']:.0f} |")
-    return "\n".join(rows)
+        if not results.get(sweep):
+            continue
+        out += [f"{names[sweep]}:", "",
+                "| job | model | N | batch | time (s) | samples/s | RSS before (MiB) | peak RSS (MiB) | job's own peak (MiB) |",
+                "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in results[sweep]:
+            out.append(f"| {r['job']} | {r['model']} | {r['n']:,} | {r['batch']} | {r['wall_s']:.1f} | "
+                       f"{r['samples_per_s']:,.0f} | {r['rss_before_mib']:.1f} | {r['peak_rss_mib']:.1f} | "
+                       f"{r['peak_rss_mib'] - r['rss_before_mib']:.1f} |")
+        out.append("")
+    return "\n".join(out)
 
 
 def main(argv=None):
