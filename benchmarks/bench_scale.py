@@ -22,7 +22,7 @@ at 32x32x3 (``bench_patterns.vgg_style``). The results go to a JSON file and the
 
 Usage::
 
-    python benchmarks/bench_scale.py                       # everything (about 15 min on 2 cores)
+    python benchmarks/bench_scale.py                       # everything (about 10 min on 2 cores)
     python benchmarks/bench_scale.py --sizes 1e4 1e5 --batch-sizes 64 256 --models digits
     python benchmarks/bench_scale.py --plot-only           # redraw the figures from the JSON
 """
@@ -111,23 +111,44 @@ def _reset_peak():
 
 
 class RssSampler(threading.Thread):
-    """Samples ``(seconds, VmRSS MiB, bytes of the maps file)`` every ``period`` seconds."""
+    """Samples ``(seconds, VmRSS MiB, bytes of the maps file, samples taken from the data)`` every
+    ``period`` seconds; ``progress`` is a one-item list that the data pipeline counts up."""
 
-    def __init__(self, path=None, period=0.25):
+    def __init__(self, path=None, progress=None, period=0.25):
         super().__init__(daemon=True)
         self.path, self.period, self.trace = path, period, []
+        self.progress = progress if progress is not None else [0]
         self._stop_event = threading.Event()
         self.t0 = time.perf_counter()
 
     def run(self):
         while not self._stop_event.is_set():
             size = os.path.getsize(self.path) if self.path and os.path.exists(self.path) else 0
-            self.trace.append((time.perf_counter() - self.t0, _status_mib("VmRSS"), size))
+            self.trace.append((time.perf_counter() - self.t0, _status_mib("VmRSS"), size, self.progress[0]))
             self._stop_event.wait(self.period)
 
     def stop(self):
         self._stop_event.set()
         self.join()
+
+
+def _counted(ds):
+    """``(dataset, progress)``: the same batches; ``progress[0]`` counts the samples taken from it
+    (counted as each batch is handed to the consumer, after the prefetch buffer)."""
+    import tensorflow as tf
+
+    progress = [0]
+
+    def bump(k):
+        progress[0] += int(k)
+        return k
+
+    def count(x):
+        k = tf.py_function(bump, [tf.shape(x)[0]], tf.int32)
+        with tf.control_dependencies([k]):
+            return tf.identity(x)
+
+    return ds.map(count), progress
 
 
 # ------------------------------------------------------------------------------------ one point
@@ -143,10 +164,10 @@ def child(job, model_name, n, batch):
     if job == "analyze":
         analyzer.analyze(generated_dataset(2 * batch, batch, shape, seed=0), out=path)  # warm-up
         os.remove(path)
-    data = generated_dataset(n, batch, shape)
+    data, progress = _counted(generated_dataset(n, batch, shape))
     before = _status_mib("VmRSS")
     reset = _reset_peak()
-    sampler = RssSampler(path if job == "analyze" else None)
+    sampler = RssSampler(path if job == "analyze" else None, progress)
     sampler.start()
     t0 = time.perf_counter()
     if job == "fit":
@@ -167,7 +188,7 @@ def child(job, model_name, n, batch):
         "job": job, "model": model_name, "n": n, "batch": batch, "params": int(model.count_params()),
         "wall_s": wall, "samples_per_s": n / wall, "rss_before_mib": before, "peak_rss_mib": peak,
         "peak_reset": reset, "sample_shape": shape, "loadavg_1min": os.getloadavg()[0],
-        "trace": [(round(t, 2), round(r, 1), b) for t, r, b in sampler.trace],
+        "trace": [(round(t, 2), round(r, 1), b, k) for t, r, b, k in sampler.trace],
     }))
 
 
@@ -318,19 +339,19 @@ def plot(results, out_dir=STATIC):
             axes[0].plot(t, rss, color=c, label=f"{labels[r['job']]}: {r['wall_s']:.0f} s")
             axes[1].plot(t, [v - r["rss_before_mib"] for v in rss], color=c, label=labels[r["job"]])
             axes[1].axhline(r["peak_rss_mib"] - r["rss_before_mib"], color=c, ls=":", lw=1)
-            if r["job"] == "analyze":  # the maps file grows by one map per sample: progress
-                per_sample = 4 * int(np.prod(r.get("sample_shape", (16, 16, 1))))
-                done = [p[2] / per_sample for p in r["trace"]]
-                axes[2].plot(t, done, color=c, label=f"{labels[r['job']]}: samples written")
+            if len(r["trace"][0]) > 3:  # samples taken from the pipeline: progress
+                done = [p[3] for p in r["trace"]]
                 rates = _segment_rates(t, done, r["n"])
-                axes[2].set_title(f"progress; rate per tenth: {min(rates) / 1e3:.1f}k to "
-                                  f"{max(rates) / 1e3:.1f}k samples/s", fontsize=10)
+                r["rates_per_tenth"] = rates
+                axes[2].plot(t, done, color=c, label=f"{r['job']}: {min(rates) / 1e3:.1f}k to "
+                                                     f"{max(rates) / 1e3:.1f}k samples/s per tenth")
         axes[0].set(xlabel="seconds into the job", ylabel="RSS (MiB)", title="RSS (TensorFlow runtime included)")
         axes[0].set_ylim(0, axes[0].get_ylim()[1] * 1.15)
         axes[1].set(xlabel="seconds into the job", ylabel="RSS - RSS before the job (MiB)",
                     title="the job's own memory (dotted: its peak)")
         axes[1].set_ylim(min(0, axes[1].get_ylim()[0]), max(axes[1].get_ylim()[1] * 1.3, 5))
-        axes[2].set(xlabel="seconds into the job", ylabel="samples written (maps file size)")
+        axes[2].set(xlabel="seconds into the job", ylabel="samples taken from the pipeline",
+                    title="progress")
         for ax, loc in zip(axes, ("lower right", "center right", "lower right")):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc=loc)
@@ -347,7 +368,8 @@ def markdown_table(results):
         if not results.get(sweep):
             continue
         out += [f"{names[sweep]}:", "",
-                "| job | model | N | batch | time (s) | samples/s | RSS before (MiB) | peak RSS (MiB) | job's own peak (MiB) |",
+                "| job | model | N | batch | time (s) | samples/s | RSS before (MiB) | peak RSS (MiB) "
+                "| job's own peak (MiB) |",
                 "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in results[sweep]:
             out.append(f"| {r['job']} | {r['model']} | {r['n']:,} | {r['batch']} | {r['wall_s']:.1f} | "
