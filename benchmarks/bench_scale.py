@@ -234,7 +234,6 @@ def _segment_rates(t, done, n, parts=10):
 def plot(results, out_dir=STATIC):
     """Draws ``scale_n.png``, ``scale_batch.png``, ``scale_models.png`` and ``scale_trace.png``."""
     import matplotlib
-    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -341,8 +340,7 @@ def plot(results, out_dir=STATIC):
             axes[1].axhline(r["peak_rss_mib"] - r["rss_before_mib"], color=c, ls=":", lw=1)
             if len(r["trace"][0]) > 3:  # samples taken from the pipeline: progress
                 done = [p[3] for p in r["trace"]]
-                rates = _segment_rates(t, done, r["n"])
-                r["rates_per_tenth"] = rates
+                rates = _segment_rates(t + [r["wall_s"]], done + [r["n"]], r["n"])  # ends at wall_s
                 axes[2].plot(t, done, color=c, label=f"{r['job']}: {min(rates) / 1e3:.1f}k to "
                                                      f"{max(rates) / 1e3:.1f}k samples/s per tenth")
         axes[0].set(xlabel="seconds into the job", ylabel="RSS (MiB)", title="RSS (TensorFlow runtime included)")
