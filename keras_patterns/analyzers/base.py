@@ -414,7 +414,7 @@ class Analyzer:
             maps = distribution.local_results(strategy, list(maps))
         return [_widen(m[:n]) for m in maps]
 
-    def _analyze_general(self, x, neuron_selection, batch_size, on_batch, out):
+    def _analyze_general(self, x, neuron_selection, batch_size, on_batch, out, inspect=None):
         """:meth:`analyze` for datasets, streamed output and strategies (see :mod:`.streaming`)."""
         self._check_strategy()
         self._check_ready()
@@ -438,7 +438,7 @@ class Analyzer:
         else:
             pieces, n = streaming.array_batches(x, names, step)
             all_idx = selection.normalize_indices(neuron_selection, mode, n, limit)
-        sink = streaming.Sink(self, on_batch, out, len(names))
+        sink = streaming.Sink(self, on_batch, out, len(names), inspect=inspect)
         compiled = self._get_compiled()
         extras = self._extra_args()
         try:

@@ -335,22 +335,17 @@ class PatternAnalyzer(ReverseAnalyzer):
         saturated = []
 
         def check(start, maps):
-            saturated.extend(start + i for m in (maps if isinstance(maps, list) else [maps])
+            saturated.extend(start + i for m in (maps if isinstance(maps, list) else [maps]) if len(m)
                              for i in np.nonzero(np.abs(m).reshape(len(m), -1).max(axis=1) >= _SATURATED)[0])
 
-        writer = on_batch
-        if on_batch is not None and callable(on_batch):
-            def writer(start, maps):
-                check(start, maps)
-                on_batch(start, maps)
-        maps = super().analyze(x, neuron_selection=neuron_selection, batch_size=batch_size,
-                               on_batch=writer, out=out)
-        if maps is not None:
-            step = self.batch_size if out is not None else None  # memory-mapped: read in pieces
-            first = maps[0] if isinstance(maps, list) else maps
-            for start in range(0, len(first), step or max(len(first), 1)):
-                stop = start + (step or len(first))
-                check(start, [m[start:stop] for m in maps] if isinstance(maps, list) else maps[start:stop])
+        if on_batch is not None or out is not None:
+            # Streamed maps are checked piece by piece on their way out: reading an out= file
+            # back would map all of it into memory (peak RSS growing with the data).
+            maps = self._analyze_general(x, neuron_selection, batch_size, on_batch, out,
+                                         inspect=check)
+        else:
+            maps = super().analyze(x, neuron_selection=neuron_selection, batch_size=batch_size)
+            check(0, maps)
         if saturated:
             warnings.warn(
                 f"{self.name}: the backward signal exceeds the float32 range for samples "

@@ -136,13 +136,18 @@ class Sink:
         on_batch: the writer function, or None.
         out: a path, or one path per model input, or None.
         n_inputs: the number of model inputs.
+        inspect: a function ``inspect(start, maps)`` (``maps`` one array per input) called with
+            every piece that is streamed out (``on_batch`` or ``out``), after the finite check and
+            before the piece is handed on; for checks that must not read the maps back from the
+            file (that would map all of it into memory). Defaults to `None`.
 
     Raises:
         ValueError: ``out`` paths that do not match the number of inputs.
     """
 
-    def __init__(self, analyzer, on_batch, out, n_inputs):
+    def __init__(self, analyzer, on_batch, out, n_inputs, inspect=None):
         self.analyzer, self.on_batch, self.chunks, self.writers = analyzer, on_batch, [], None
+        self.inspect = inspect
         if out is not None:
             paths = list(out) if isinstance(out, (list, tuple)) else [out]
             if len(paths) != n_inputs:
@@ -171,6 +176,8 @@ class Sink:
             self.chunks.append(maps)
             return
         self._check_piece(b, start, maps)
+        if self.inspect is not None:
+            self.inspect(start, maps)
         if self.writers is not None:
             for w, m in zip(self.writers, maps):
                 w.write(m)
