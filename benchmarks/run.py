@@ -36,8 +36,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "examples"))
+ROOT = os.path.dirname(HERE)
+# The checkout this script lives in is the one benchmarked (not an installed keras_patterns).
+sys.path[:0] = [ROOT, HERE, os.path.join(ROOT, "examples")]
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -317,7 +318,7 @@ def main(argv=None):
     if args.child:
         memory_child(args.child, args.models[0], args.n_fit, args.fit_batch)
         return None
-    results = {"machine": machine_info(), "settings": {
+    results = {"machine": machine_info(), "keras_patterns_path": os.path.dirname(kp.__file__), "settings": {
         k: getattr(args, k) for k in ("quick", "batch", "rounds", "n_samples", "n_fit", "fit_batch",
                                       "n_pattern", "min_round_s", "latency_rounds", "fit_rounds", "models", "analyzers")},
         "models": {}}
