@@ -113,9 +113,15 @@ def _innvestigate_md(inn, models):
              "gradient (`K.gradients`), next to ours:", ""]
     rows = []
     for k, r in inn["models"].items():
+        if "status" in r:
+            rows.append([k, "-", "-", r["status"]])
+            continue
         for what, v in r.items():
+            if what == "weights":
+                continue
             ours = _ours(models.get(k, {}), what)
-            rows.append([k, what, ours, v if isinstance(v, str) else f"{v:.2f}"])
+            rows.append([k, f"`{what}`" if "." in what else what, ours,
+                         v if isinstance(v, str) else f"{v:.2f}"])
     return "\n".join(lines + [_table(["model", "measure", "ours", "iNNvestigate"], rows)])
 
 

@@ -290,6 +290,8 @@ def parse(argv):
     p.add_argument("--compare-xplique", action="store_true", help="time xplique in the same process")
     p.add_argument("--compare-innvestigate", default=None, metavar="PYTHON",
                    help="an interpreter with iNNvestigate 2.1.2 or 1.0.9: the same workload there")
+    p.add_argument("--innvestigate-timeout", type=int, default=600,
+                   help="seconds per model in the iNNvestigate interpreter (default 600)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     q = args.quick
@@ -313,6 +315,18 @@ def parse(argv):
     return args
 
 
+def _write(results, out):
+    """Writes results.json and results.md into ``out``; returns the Markdown."""
+    results["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    md = markdown(results)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(md)
+    return md
+
+
 def main(argv=None):
     args = parse(argv)
     if args.child:
@@ -334,6 +348,7 @@ def main(argv=None):
 
             r["xplique"] = compare_xplique(key, model, data(key, args.batch, seed=1)[0], args)
         results["models"][key] = r
+        _write(results, args.out)  # after every model, so that a long run leaves partial tables
         del model
         keras.backend.clear_session()
         gc.collect()
@@ -341,13 +356,7 @@ def main(argv=None):
         from _innvestigate import compare_innvestigate
 
         results["innvestigate"] = compare_innvestigate(args.compare_innvestigate, results, args)
-    results["machine"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    md = markdown(results)
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(md)
+    md = _write(results, args.out)
     print(md)
     return results
 
