@@ -1,4 +1,12 @@
-"""The Markdown of ``benchmarks/run.py``'s results (a dict, as written to results.json)."""
+"""The Markdown of ``benchmarks/run.py``'s results (a dict, as written to results.json).
+
+    python benchmarks/_report.py benchmarks/results/results.json   # re-renders results.md beside it
+"""
+
+
+def _num(v):
+    """A ratio with two decimals, or two significant digits below 0.1 (Occlusion's 0.0048)."""
+    return f"{v:.2f}" if abs(v) >= 0.1 else f"{v:.2g}"
 
 
 def _cell(row):
@@ -7,7 +15,7 @@ def _cell(row):
     if row.get("status") != "ok":
         return f"{row.get('status', 'error')} ({row.get('error', '?')})"
     verdict = "" if row.get("passed") is None else (" pass" if row["passed"] else " **miss**")
-    return f"{row['ratio']:.2f}{verdict}"
+    return f"{_num(row['ratio'])}{verdict}"
 
 
 def _target(name, rows):
@@ -94,7 +102,7 @@ def markdown(results):
             for method, r in x["methods"].items():
                 ours = models[k]["analyzers"].get(r["ours"])
                 rows.append([k, f"{method} / `{r['ours']}`", _cell(ours) if ours else "-",
-                             f"{r['ratio']:.2f}" if r.get("status") == "ok" else f"{r['status']} ({r['error']})",
+                             _num(r["ratio"]) if r.get("status") == "ok" else f"{r['status']} ({r['error']})",
                              f"{ours['ratio'] / r['ratio']:.2f}x" if ours and ours.get("status") == "ok"
                              and r.get("status") == "ok" else "-"])
         out += [_table(["model", "xplique / ours", "ours", "xplique", "ours / xplique"], rows), ""]
@@ -121,7 +129,7 @@ def _innvestigate_md(inn, models):
                 continue
             ours = _ours(models.get(k, {}), what)
             rows.append([k, f"`{what}`" if "." in what else what, ours,
-                         v if isinstance(v, str) else f"{v:.2f}"])
+                         v if isinstance(v, str) else _num(v)])
     return "\n".join(lines + [_table(["model", "measure", "ours", "iNNvestigate"], rows)])
 
 
@@ -149,3 +157,15 @@ def _load(v):
 def _busy(m):
     load = m.get("loadavg_1_5_15") or [0]
     return load[0] > 0.5 * (m.get("usable_cores") or 1)
+
+
+if __name__ == "__main__":
+    import json
+    import os
+    import sys
+
+    with open(sys.argv[1]) as f:
+        md = markdown(json.load(f))
+    with open(os.path.join(os.path.dirname(sys.argv[1]), "results.md"), "w") as f:
+        f.write(md)
+    print(md)
