@@ -45,7 +45,8 @@ def markdown(results):
         f"Keras {m['keras']}, NumPy {m['numpy']}, Python {m['python']}. Load average at the start "
         f"{_load(m.get('loadavg_1_5_15'))}, at the end {_load(m.get('loadavg_end'))}"
         f"{' (the machine was shared: absolute numbers are noisy, the interleaved ratios less so)' if _busy(m) else ''}."
-        f"{' Quick run.' if s['quick'] else ''}",
+        f"{' Quick run.' if s['quick'] else ''}"
+        f"{_missing(s, keys)}",
         "",
         f"**Analyze throughput** at batch {s['batch']} against a compiled `tf.GradientTape` gradient "
         f"(higher is better; median of {s['rounds']} interleaved rounds; SmoothGrad, SquareGrad, VarGrad "
@@ -148,6 +149,11 @@ def _grad_speed(model):
     import statistics
 
     return f"{statistics.median(r['gradient_samples_per_s'] for r in ok):.0f}"
+
+
+def _missing(settings, keys):
+    missing = [k for k in settings.get("models", []) if k not in keys]
+    return f" Partial run: {', '.join(missing)} not reached (stopped for time)." if missing else ""
 
 
 def _load(v):
