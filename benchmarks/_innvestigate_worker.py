@@ -102,7 +102,7 @@ def main(path):
         except Exception as e:
             out[name] = "refused (%s)" % type(e).__name__
     if "pattern.attribution" not in innvestigate.analyzer.analyzers:
-        out["pattern.attribution"] = "not in iNNvestigate %s" % innvestigate.__version__
+        out["pattern.attribution"] = "not in iNNvestigate %s" % out["version"]
         out["pattern fit_epoch_ratio"] = out["pattern.attribution"]
     else:
         b = spec["fit_batch"]

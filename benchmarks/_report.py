@@ -119,7 +119,7 @@ def _innvestigate_md(inn, models):
         return f"**iNNvestigate**: {inn.get('status')}: {inn.get('message', '')}"
     lines = [f"**iNNvestigate {inn['version']}** (TensorFlow {inn['tensorflow']}, {inn['python']}), the "
              "same models and weights in its own interpreter, each ratio against its own compiled "
-             "gradient (`K.gradients`), next to ours:", ""]
+             "gradient (`K.gradients`), next to ours" + (f" ({inn['note']})" if inn.get("note") else "") + ":", ""]
     rows = []
     for k, r in inn["models"].items():
         if "status" in r:
