@@ -17,7 +17,6 @@ Usage: ``python benchmarks/bench_patterns.py [--n 512] [--batch 32] [--models vg
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -95,14 +94,6 @@ def _build(name):
     return MODELS[name]()
 
 
-def _status_mib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def memory_child(mode, name, n, batch):
     """One measurement process: prints the peak RSS (MiB) of the given job.
 
@@ -111,16 +102,13 @@ def memory_child(mode, name, n, batch):
     job's own peak. Reports the job's peak (VmHWM) and the RSS before the job.
     """
     import keras_patterns as kp
+    from _common import peak_rss_mib, reset_peak_rss, status_mib
 
     model = _build(name)
     x, y = _data(n)
     model.predict(x[:batch], verbose=0)
-    before = _status_mib("VmRSS")
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
+    before = status_mib("VmRSS")
+    reset_peak_rss()
     if mode == "baseline":
         model.predict(x[:batch], verbose=0)
     elif mode == "fit":
@@ -129,10 +117,7 @@ def memory_child(mode, name, n, batch):
         kp.create_analyzer("pattern.attribution", model).fit(x, batch_size=batch, verbose=0)
     else:
         raise ValueError(mode)
-    peak = _status_mib("VmHWM")
-    if peak != peak:  # no /proc: fall back to the process-lifetime peak
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"maxrss_mib": peak, "rss_before_mib": before}))
+    print(json.dumps({"maxrss_mib": peak_rss_mib(), "rss_before_mib": before}))
 
 
 def _child(mode, name, n, batch):
