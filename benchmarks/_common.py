@@ -108,6 +108,40 @@ def peak_rss_mib():
     return peak
 
 
+def compiled_for_training(model):
+    """``model`` compiled as the benchmarks train it (Adam, sparse categorical cross-entropy on logits)."""
+    import keras
+
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def memory_job(mode, model, x, y, batch):
+    """Runs one job after resetting the peak-RSS counter; returns ``(peak MiB, RSS before MiB)``.
+
+    The model is called once first (so its variables and the runtime exist before the reset).
+
+    Args:
+        mode: ``"train"`` (one ``model.fit`` epoch), ``"patterns"`` (``pattern.attribution``'s
+            fit) or ``"baseline"`` (one more predict call).
+        model, x, y, batch: the model, its data and the batch size.
+    """
+    import keras_patterns as kp
+
+    model.predict(x[:batch], verbose=0)
+    before = status_mib("VmRSS")
+    reset_peak_rss()
+    if mode == "train":
+        compiled_for_training(model).fit(x, y, batch_size=batch, epochs=1, verbose=0)
+    elif mode == "patterns":
+        kp.create_analyzer("pattern.attribution", model).fit(x, batch_size=batch, verbose=0)
+    elif mode == "baseline":
+        model.predict(x[:batch], verbose=0)
+    else:
+        raise ValueError(f"mode must be 'train', 'patterns' or 'baseline'. Received: {mode!r}")
+    return peak_rss_mib(), before
+
+
 def machine_info():
     """CPU model, cores, library versions, date and load: the context of every benchmark number."""
     import datetime

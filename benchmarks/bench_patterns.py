@@ -80,13 +80,6 @@ def _data(n, size=64, classes=10):
     return rng.normal(0, 1, (n, size, size, 3)).astype("float32"), rng.integers(0, classes, n)
 
 
-def _compiled(model):
-    import keras
-
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
-
-
 def _build(name):
     import keras
 
@@ -101,23 +94,11 @@ def memory_child(mode, name, n, batch):
     that the peak of TensorFlow's import and start-up, identical in every mode, does not hide the
     job's own peak. Reports the job's peak (VmHWM) and the RSS before the job.
     """
-    import keras_patterns as kp
-    from _common import peak_rss_mib, reset_peak_rss, status_mib
+    from _common import memory_job
 
-    model = _build(name)
     x, y = _data(n)
-    model.predict(x[:batch], verbose=0)
-    before = status_mib("VmRSS")
-    reset_peak_rss()
-    if mode == "baseline":
-        model.predict(x[:batch], verbose=0)
-    elif mode == "fit":
-        _compiled(model).fit(x, y, batch_size=batch, epochs=1, verbose=0)
-    elif mode == "patterns":
-        kp.create_analyzer("pattern.attribution", model).fit(x, batch_size=batch, verbose=0)
-    else:
-        raise ValueError(mode)
-    print(json.dumps({"maxrss_mib": peak_rss_mib(), "rss_before_mib": before}))
+    peak, before = memory_job({"fit": "train"}.get(mode, mode), _build(name), x, y, batch)
+    print(json.dumps({"maxrss_mib": peak, "rss_before_mib": before}))
 
 
 def _child(mode, name, n, batch):
@@ -130,7 +111,7 @@ def _child(mode, name, n, batch):
 
 def timings(name, n, batch, n_analyze):
     import tensorflow as tf
-    from _common import tape_gradient_fn
+    from _common import compiled_for_training, tape_gradient_fn
 
     import keras_patterns as kp
 
@@ -138,7 +119,7 @@ def timings(name, n, batch, n_analyze):
     x, y = _data(n)
     # model.fit: warm-up on two batches, then one timed epoch over all samples
     train = _build(name)
-    _compiled(train).fit(x[: 2 * batch], y[: 2 * batch], batch_size=batch, epochs=1, verbose=0)
+    compiled_for_training(train).fit(x[: 2 * batch], y[: 2 * batch], batch_size=batch, epochs=1, verbose=0)
     t0 = time.perf_counter()
     train.fit(x, y, batch_size=batch, epochs=1, verbose=0)
     t_fit = time.perf_counter() - t0

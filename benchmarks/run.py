@@ -46,7 +46,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_patterns as kp  # noqa: E402
 from _common import (  # noqa: E402
-    interleaved_ratio, machine_info, peak_rss_mib, reset_peak_rss, status_mib, tape_gradient_fn,
+    compiled_for_training, interleaved_ratio, machine_info, memory_job, tape_gradient_fn,
 )
 from _report import markdown  # noqa: E402
 
@@ -196,11 +196,6 @@ def bench_analyzers(key, model, names, args):
     return {"first_gradient_s": t_first_grad, "analyzers": rows}
 
 
-def _compiled(model):
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model
-
-
 def bench_fit(key, model, args):
     """Pattern fitting vs one model.fit epoch over the same N samples (alternated, median ratio)."""
     x, y = data(key, args.n_fit)
@@ -210,7 +205,7 @@ def bench_fit(key, model, args):
         a.fit(x[: 2 * b], batch_size=b, verbose=0)  # warm-up: traces the statistics function
     except Exception as e:
         return _refusal(e)
-    train = _compiled(keras.models.clone_model(model))
+    train = compiled_for_training(keras.models.clone_model(model))
     train.set_weights(model.get_weights())
     train.fit(x[: 2 * b], y[: 2 * b], batch_size=b, epochs=1, verbose=0)
     epochs, fits = [], []
@@ -232,18 +227,9 @@ def bench_fit(key, model, args):
 
 def memory_child(mode, key, n, batch):
     """One measurement process: the peak RSS (MiB) of fitting patterns or of one training epoch."""
-    model = build(key)
     x, y = data(key, n)
-    model.predict(x[:batch], verbose=0)
-    before = status_mib("VmRSS")
-    reset_peak_rss()
-    if mode == "train":
-        _compiled(model).fit(x, y, batch_size=batch, epochs=1, verbose=0)
-    elif mode == "patterns":
-        kp.create_analyzer("pattern.attribution", model).fit(x, batch_size=batch, verbose=0)
-    else:
-        raise ValueError(mode)
-    print(json.dumps({"peak_mib": peak_rss_mib(), "before_mib": before}))
+    peak, before = memory_job(mode, build(key), x, y, batch)
+    print(json.dumps({"peak_mib": peak, "before_mib": before}))
 
 
 def bench_memory(key, args):

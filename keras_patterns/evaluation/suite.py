@@ -259,6 +259,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path):
+    """Lays out ``fig``, writes it to ``path`` (PNG, 100 dpi), closes it; returns ``path``."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 _STYLE = {"pattern.attribution": ("C3", "-", 2.5), "pattern.net": ("C3", "--", 2.0),
           RANDOM_ORDER: ("k", ":", 2.0)}
 
@@ -288,10 +296,7 @@ def plot_rho(result, path):
     ax.set_title("Signal-estimator quality per layer (higher is better)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_degradation(result, path):
@@ -310,10 +315,7 @@ def plot_degradation(result, path):
     ax.set_title("Region perturbation (legend: AOPC, higher = faster degradation)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_sanity(result, path):
@@ -332,7 +334,4 @@ def plot_sanity(result, path):
     ax.set_ylim(-0.3, 1.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
