@@ -40,14 +40,30 @@ class WeightsFingerprint:
         self._read = tf.function(self._read_fn, autograph=False)
 
     def _read_fn(self):
-        out = [tf.zeros([0], tf.float64)]
+        # One gather per variable (multi-indices: no reshape), one concat and cast per dtype:
+        # few ops, since this also runs inside every compiled analysis of a pattern analyzer.
+        by_dtype = {}
         for v, idx in zip(self._variables, self._indices):
             if idx is None:
                 continue
-            flat = tf.reshape(tf.convert_to_tensor(v.value), [-1])
-            out.append(tf.cast(tf.gather(flat, idx), tf.float64))
-        return tf.concat(out, axis=0)
+            value = tf.convert_to_tensor(v.value)
+            if len(value.shape) == 0:
+                picked = tf.reshape(value, [1])
+            elif len(value.shape) == 1:
+                picked = tf.gather(value, idx)
+            else:
+                picked = tf.gather_nd(value, np.stack(np.unravel_index(idx, value.shape), axis=1))
+            by_dtype.setdefault(value.dtype, []).append(picked)
+        out = [tf.zeros([0], tf.float64)]
+        for parts in by_dtype.values():
+            out.append(tf.cast(parts[0] if len(parts) == 1 else tf.concat(parts, axis=0), tf.float64))
+        return out[0] if len(out) == 1 else tf.concat(out[1:], axis=0) if len(out) > 2 else out[1]
 
     def __call__(self):
         """The current fingerprint, a float64 NumPy vector."""
         return self._read().numpy()
+
+    def read_in_graph(self):
+        """The current fingerprint as a float64 tensor, for use inside another ``tf.function``
+        (the variables are read in that function's call, at no extra call's cost)."""
+        return self._read_fn()

@@ -117,6 +117,7 @@ class Analyzer:
         self.n_outputs = int(np.prod(out_shape)) if all(d is not None for d in out_shape) else None
         self._compiled = None
         self._concrete = (None, None)  # (compiled, its concrete function): see analyze
+        self._probed = None  # the compiled function that also returns the state probe, if any
 
     # ----------------------------------------------------------------------------------- config
     def _who(self):
@@ -130,9 +131,22 @@ class Analyzer:
         """The canonized graph the analyzer explains (wrappers share their inner analyzer's)."""
         return prepare_graph(model, self.canonizers, opaque=self._unknown_layers == "gradient")
 
-    def _check_ready(self):
-        """Raises when the analyzer cannot explain yet (e.g. patterns not fitted); warns when its
-        state is outdated. Called first by :meth:`analyze`."""
+    def _check_ready(self, check_state=True):
+        """Raises when the analyzer cannot explain yet (e.g. patterns not fitted); with
+        ``check_state``, also warns when its state is outdated (e.g. patterns fitted to older
+        weights). Called first by :meth:`analyze`, with ``check_state=False`` when the compiled
+        function reads the state probe itself (see :meth:`_state_probe`)."""
+
+    def _state_probe(self):
+        """A function of no arguments, traced into the compiled per-batch function, whose tensor
+        :meth:`_check_state_probe` reads after each call: the outdated-state check done in the
+        same call as the analysis (for the pattern analyzers a fingerprint of the weights, a few
+        gathers in the graph instead of a separate call of about 0.2 ms). None: no state to
+        check (the default)."""
+        return None
+
+    def _check_state_probe(self, value):
+        """Warns when the probed ``value`` (a NumPy array) says the state is outdated."""
 
     def _set_preset(self, name, params, fixed):
         """Marks the analyzer as built by preset ``name`` (see :func:`keras_patterns.create_analyzer`)."""
@@ -341,7 +355,7 @@ class Analyzer:
         if (on_batch is not None or out is not None or self._strategy is not None
                 or tf.distribute.has_strategy() or streaming.is_stream(x)):
             return self._analyze_general(x, neuron_selection, batch_size, on_batch, out)
-        self._check_ready()
+        self._check_ready(check_state=False)
         xs = self._prepare_inputs(x)
         n = xs[0].shape[0]
         idx = selection.normalize_indices(
@@ -350,6 +364,8 @@ class Analyzer:
         compiled = self._compiled
         if compiled is None:
             compiled = self._get_compiled()
+        if compiled is not self._probed:
+            self._check_ready()
         # The signature is fixed, so the one concrete function is called directly: this skips
         # the polymorphic function's per-call argument binding and cache lookup (about 0.3 ms a
         # call, a tenth of a small CNN's batch of 16 on a CPU). Keyed by the compiled function,
@@ -365,7 +381,7 @@ class Analyzer:
         chunks = []
         for start in range(0, n, step):
             stop = min(n, start + step)
-            maps = concrete([a[start:stop] for a in xs], idx[start:stop], *extras)
+            maps = self._unprobe(compiled, concrete([a[start:stop] for a in xs], idx[start:stop], *extras))
             # Under a mixed precision policy a reverse pass may end in float16/bfloat16: maps are
             # returned as float32 (float64 models keep float64 maps).
             chunks.append([_widen(m.numpy()) for m in maps])
@@ -382,7 +398,16 @@ class Analyzer:
             if self._compiled is None:
                 # No tensor-dependent Python control flow in the reverse pass: AutoGraph would
                 # only add transpiling time (seconds on deep models).
-                if self._strategy is None:
+                probe = self._state_probe() if self._strategy is None else None
+                if probe is not None:
+                    fn = self._analyze_batch
+
+                    def probed(*args):
+                        return fn(*args), probe()
+
+                    compiled = tf.function(probed, input_signature=self._signature(), autograph=False)
+                    self._probed = compiled
+                elif self._strategy is None:
                     compiled = tf.function(
                         self._analyze_batch, input_signature=self._signature(), autograph=False
                     )
@@ -398,10 +423,19 @@ class Analyzer:
                 self._compiled = compiled
             return self._compiled
 
+    def _unprobe(self, compiled, out):
+        """The maps of one call of ``compiled`` (or its concrete function); when it also returns
+        the state probe, the probe is checked first (see :meth:`_state_probe`)."""
+        if compiled is not self._probed:
+            return out
+        maps, value = out
+        self._check_state_probe(value.numpy())
+        return maps
+
     def _run_piece(self, compiled, xs, idx, extras):
         """The maps of one piece of samples (split over the local replicas under a strategy)."""
         if self._strategy is None:
-            return [_widen(m.numpy()) for m in compiled(xs, idx, *extras)]
+            return [_widen(m.numpy()) for m in self._unprobe(compiled, compiled(xs, idx, *extras))]
         strategy = self._strategy
         n, k = len(idx), distribution.local_replicas(strategy)
         pad = -n % k  # equal slices, none empty (TensorFlow's CPU convolutions fail on 0 samples)
@@ -417,7 +451,7 @@ class Analyzer:
     def _analyze_general(self, x, neuron_selection, batch_size, on_batch, out, inspect=None):
         """:meth:`analyze` for datasets, streamed output and strategies (see :mod:`.streaming`)."""
         self._check_strategy()
-        self._check_ready()
+        self._check_ready(check_state=False)
         if on_batch is not None and out is not None:
             raise ValueError("Give `on_batch` or `out`, not both. Received: both")
         if on_batch is not None and not callable(on_batch):
@@ -440,6 +474,8 @@ class Analyzer:
             all_idx = selection.normalize_indices(neuron_selection, mode, n, limit)
         sink = streaming.Sink(self, on_batch, out, len(names), inspect=inspect)
         compiled = self._get_compiled()
+        if compiled is None or compiled is not self._probed:
+            self._check_ready()
         extras = self._extra_args()
         try:
             for b, (start, raw) in enumerate(pieces):

@@ -110,8 +110,14 @@ class Wrapper(Analyzer):
         """Restores the inner analyzer's state (see :meth:`get_state`)."""
         self.inner.set_state(state)
 
-    def _check_ready(self):
-        self.inner._check_ready()
+    def _check_ready(self, check_state=True):
+        self.inner._check_ready(check_state)
+
+    def _state_probe(self):
+        return self.inner._state_probe()
+
+    def _check_state_probe(self, value):
+        self.inner._check_state_probe(value)
 
     def _rows_per_call(self, batch_size):
         return max(1, batch_size // self.n)

@@ -39,8 +39,8 @@ def _is_number(v):
 
 
 def _sign_stabilize(z, epsilon):
-    """``z + epsilon * sign(z)`` with sign(0) = +1."""
-    return z + epsilon * (2.0 * tf.cast(z >= 0, z.dtype) - 1.0)
+    """``z + epsilon * sign(z)`` with sign(0) = +1 (and -1 for NaN), in three element-wise ops."""
+    return z + tf.where(z >= 0, tf.constant(epsilon, z.dtype), tf.constant(-epsilon, z.dtype))
 
 
 def check_epsilon(epsilon):

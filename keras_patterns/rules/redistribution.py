@@ -36,7 +36,7 @@ SAFE_EPS = 1e-7
 
 def safe_div(a, b, eps=SAFE_EPS):
     """``a / (b + eps * [b == 0])``: division guarded only at exact zeros."""
-    return a / (b + eps * tf.cast(tf.equal(b, 0), b.dtype))
+    return a / (b + tf.where(tf.equal(b, 0), tf.constant(eps, b.dtype), tf.constant(0, b.dtype)))
 
 
 def unchanged(v):

@@ -147,3 +147,25 @@ def test_channels_first_conv_matches_channels_last():
     p2 = kp.PatternComputer(m2, ["relu", "linear"]).compute(x.transpose(0, 2, 3, 1), verbose=0)
     for t in p:
         np.testing.assert_allclose(p[t][c.name], p2[t][c2.name], rtol=1e-4, atol=1e-6)
+
+
+def test_rescaling_branch_equals_the_unscaled_pass():
+    """PatternNet is linear in every pattern. On the residual zoo model (conv0 -> [skip |
+    conv1 -> conv2] -> Add -> dense) the patterns scaled by 1e-300, 1e-100, 1e100 and 1e300 keep
+    the product along both paths at 1, so the map is the unscaled one; the signal on the residual
+    path reaches 1e400 and overflows even float64, so only the rescaling pass (run in its
+    ``tf.cond`` branch, over the recorded tapes of convolutions, BatchNormalization folds and
+    the Add) can give it. Float64 throughout: the comparison measures the rescaling, not float32
+    rounding (the log/exp round trip of the scale costs about |log r| ulps, 1e-13 here)."""
+    model = zoo.cached_float64("residual")
+    x = zoo.inputs_for(model, n=4, seed=1).astype("float64")
+    fit_x = zoo.inputs_for(model, n=32, seed=2).astype("float64")
+    plain = kp.create_analyzer("pattern.net", model).fit(fit_x, verbose=0)
+    pats = plain.patterns
+    keys = list(pats)
+    assert len(keys) == 4
+    scaled = {k: pats[k] * s for k, s in zip(keys, (1e-300, 1e-100, 1e100, 1e300))}
+    expected = plain.analyze(x)
+    got = kp.create_analyzer("pattern.net", model, patterns=scaled).analyze(x)
+    assert np.abs(expected).max() > 0
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
