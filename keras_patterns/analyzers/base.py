@@ -500,7 +500,7 @@ class Analyzer:
         if bad:
             raise NonFiniteResultError(
                 f"{self.name} produced NaN/Inf maps for samples {bad}: the backward signal "
-                "overflowed float32. Rules that divide by unstabilized pre-activations (LRP-Z, "
+                f"overflowed {results[0].dtype}. Rules that divide by unstabilized pre-activations (LRP-Z, "
                 "W**2, Flat, proportional splits at Add layers) can blow up on deep networks; a "
                 "stabilized rule such as lrp.epsilon with epsilon=0.1, or lrp.alpha_1_beta_0, "
                 "avoids this. The maps of the other samples are in this error's `maps`.",

@@ -1,5 +1,6 @@
 """PatternNet and PatternAttribution analyzers (Kindermans et al. 2018, arXiv 1705.05598)."""
 
+import threading
 import warnings
 
 import numpy as np
@@ -51,13 +52,21 @@ class _RescalingMirror(Mirror):
     small CNN the rescaling on every batch took a fifth of the call).
     """
 
-    _rescaling = False
     persistent_tapes = True  # the rescaling walk reuses the forward pass's tapes
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The walk's mode and watched peaks, per thread: two threads may trace at once.
+        self._walk = threading.local()
+
+    @property
+    def _rescaling(self):
+        return getattr(self._walk, "rescaling", False)
+
     def backward(self, values, records, seed):
-        self._peaks = []
+        self._walk.peaks = []
         plain = super().backward(values, records, seed)
-        peaks, self._peaks = self._peaks, []
+        peaks, self._walk.peaks = self._walk.peaks, []
         live = [i for i, r in enumerate(plain) if r is not None]
         if not peaks or not live:
             return plain
@@ -65,11 +74,11 @@ class _RescalingMirror(Mirror):
         out_of_range = tf.reduce_any((p > _RESCALE_ABOVE) | ((p < _RESCALE_BELOW) & (p > 0)))
 
         def rescaled():
-            self._rescaling = True
+            self._walk.rescaling = True
             try:
                 out = super(_RescalingMirror, self).backward(values, records, seed)
             finally:
-                self._rescaling = False
+                self._walk.rescaling = False
             return [out[i] for i in live]
 
         chosen = tf.cond(out_of_range, rescaled, lambda: [plain[i] for i in live])
@@ -96,7 +105,7 @@ class _RescalingMirror(Mirror):
         if peak is None:
             return signals, log_scale
         if not self._rescaling:
-            self._peaks.append(peak)
+            self._walk.peaks.append(peak)
             return signals, log_scale
         rescale = (peak > _RESCALE_ABOVE) | ((peak < _RESCALE_BELOW) & (peak > 0))
         factor = tf.where(rescale, 1.0 / tf.where(rescale, peak, tf.ones_like(peak)), tf.ones_like(peak))
