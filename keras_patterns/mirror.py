@@ -58,10 +58,6 @@ class Mirror:
         state: analyzer-wide state given to every rule (e.g. patterns). Defaults to `None`.
     """
 
-    #: Whether the recorded tapes allow several backward walks over one forward pass (a
-    #: subclass that may walk twice sets it; in a traced function it costs nothing at run time).
-    persistent_tapes = False
-
     def __init__(self, graph, plan, state=None):
         self.graph = graph
         self.plan = plan
@@ -89,7 +85,7 @@ class Mirror:
             if not floats:
                 records[node.name] = Record(None, xs)
                 return node.fn(xs)
-            with tf.GradientTape(persistent=self.persistent_tapes) as tape:
+            with tf.GradientTape() as tape:
                 for x in floats:
                     tape.watch(x)
                 ys = node.fn(xs)

@@ -1,6 +1,5 @@
 """PatternNet and PatternAttribution analyzers (Kindermans et al. 2018, arXiv 1705.05598)."""
 
-import threading
 import warnings
 
 import numpy as np
@@ -42,50 +41,13 @@ class _RescalingMirror(Mirror):
     leaves [1e-15, 1e15] have *all* pending signals divided by that peak (one factor per sample,
     so sums at fan-outs stay consistent) and the log of the factor is carried along; the input map
     is multiplied back at the end. Values beyond float32 range saturate at about +-3.3e38 instead
-    of becoming inf/NaN, and :meth:`PatternNet.analyze` warns when that happens.
+    of becoming inf/NaN, and :meth:`PatternNet.analyze` warns when that happens. Without
+    rescaling the result is the plain backward pass, bit for bit.
 
-    The plain backward pass runs first and only watches the peaks (one ``max |r|`` per sample and
-    pending signal after each kernel node); the rescaling pass runs, in a ``tf.cond``, only for a
-    batch where a peak left the range. Up to that node the two passes compute the same numbers, so
-    the result is the one of the rescaling pass in every case, and without rescaling it is the
-    plain backward pass, bit for bit; a batch that needs none pays for the watching alone (on a
-    small CNN the rescaling on every batch took a fifth of the call).
+    The division and the final multiplication run inside ``tf.cond`` s, only for a batch that needs
+    them: a batch whose signal stays in range pays for the per-sample peaks and the range test
+    after each kernel node (on a small CNN, dividing on every batch took a fifth of the call).
     """
-
-    persistent_tapes = True  # the rescaling walk reuses the forward pass's tapes
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # The walk's mode and watched peaks, per thread: two threads may trace at once.
-        self._walk = threading.local()
-
-    @property
-    def _rescaling(self):
-        return getattr(self._walk, "rescaling", False)
-
-    def backward(self, values, records, seed):
-        self._walk.peaks = []
-        plain = super().backward(values, records, seed)
-        peaks, self._walk.peaks = self._walk.peaks, []
-        live = [i for i, r in enumerate(plain) if r is not None]
-        if not peaks or not live:
-            return plain
-        p = tf.stack(peaks)  # (kernel nodes, batch)
-        out_of_range = tf.reduce_any((p > _RESCALE_ABOVE) | ((p < _RESCALE_BELOW) & (p > 0)))
-
-        def rescaled():
-            self._walk.rescaling = True
-            try:
-                out = super(_RescalingMirror, self).backward(values, records, seed)
-            finally:
-                self._walk.rescaling = False
-            return [out[i] for i in live]
-
-        chosen = tf.cond(out_of_range, rescaled, lambda: [plain[i] for i in live])
-        out = list(plain)
-        for i, r in zip(live, chosen):
-            out[i] = r
-        return out
 
     def _start(self, seed):
         # The log of the scale in float32 at least (a float16/bfloat16 signal under mixed precision).
@@ -93,34 +55,35 @@ class _RescalingMirror(Mirror):
         return tf.zeros([tf.shape(seed)[0]], dtype)
 
     def _after_node(self, node, signals, log_scale):
-        if not isinstance(node.layer, KERNEL_LAYERS) or not signals:
+        if not isinstance(node.layer, KERNEL_LAYERS):
+            return signals, log_scale
+        keys = [t for t, r in signals.items() if r.dtype.is_floating]
+        if not keys:
             return signals, log_scale
         peak = None
-        for r in signals.values():
-            if r.dtype.is_floating:
-                axes = list(range(1, len(r.shape)))
-                m = tf.reduce_max(tf.abs(tf.cast(r, log_scale.dtype)), axis=axes) if axes else \
-                    tf.abs(tf.cast(r, log_scale.dtype))
-                peak = m if peak is None else tf.maximum(peak, m)
-        if peak is None:
-            return signals, log_scale
-        if not self._rescaling:
-            self._walk.peaks.append(peak)
-            return signals, log_scale
+        for t in keys:
+            r = tf.abs(tf.cast(signals[t], log_scale.dtype))
+            m = tf.reduce_max(r, axis=list(range(1, len(r.shape)))) if len(r.shape) > 1 else r
+            peak = m if peak is None else tf.maximum(peak, m)
         rescale = (peak > _RESCALE_ABOVE) | ((peak < _RESCALE_BELOW) & (peak > 0))
-        factor = tf.where(rescale, 1.0 / tf.where(rescale, peak, tf.ones_like(peak)), tf.ones_like(peak))
-        signals = {
-            t: (r * tf.cast(per_sample(factor, r), r.dtype) if r.dtype.is_floating else r)
-            for t, r in signals.items()
-        }
-        return signals, log_scale - tf.math.log(factor)
+
+        def rescaled():
+            factor = tf.where(rescale, 1.0 / tf.where(rescale, peak, tf.ones_like(peak)), tf.ones_like(peak))
+            return [signals[t] * tf.cast(per_sample(factor, signals[t]), signals[t].dtype)
+                    for t in keys] + [log_scale - tf.math.log(factor)]
+
+        out = tf.cond(tf.reduce_any(rescale), rescaled, lambda: [signals[t] for t in keys] + [log_scale])
+        signals = dict(signals)
+        signals.update(zip(keys, out[:-1]))
+        return signals, out[-1]
 
     def _finish(self, r, log_scale):
-        if not self._rescaling:
-            return r
-        ls = tf.cast(per_sample(log_scale, r), r.dtype)
-        scaled = tf.sign(r) * tf.exp(tf.minimum(tf.math.log(tf.abs(r)) + ls, _LOG_MAX))
-        return tf.where(ls != 0, scaled, r)
+        def scaled():
+            ls = tf.cast(per_sample(log_scale, r), r.dtype)
+            big = tf.sign(r) * tf.exp(tf.minimum(tf.math.log(tf.abs(r)) + ls, _LOG_MAX))
+            return tf.where(ls != 0, big, r)
+
+        return tf.cond(tf.reduce_any(log_scale != 0), scaled, lambda: r)
 
 
 def _check_pattern_type(pattern_type):

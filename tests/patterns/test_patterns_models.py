@@ -153,9 +153,8 @@ def test_rescaling_branch_equals_the_unscaled_pass():
     """PatternNet is linear in every pattern. On the residual zoo model (conv0 -> [skip |
     conv1 -> conv2] -> Add -> dense) the patterns scaled by 1e-300, 1e-100, 1e100 and 1e300 keep
     the product along both paths at 1, so the map is the unscaled one; the signal on the residual
-    path reaches 1e400 and overflows even float64, so only the rescaling pass (run in its
-    ``tf.cond`` branch, over the recorded tapes of convolutions, BatchNormalization folds and
-    the Add) can give it. Float64 throughout: the comparison measures the rescaling, not float32
+    path reaches 1e400 and overflows even float64, so only the rescaling (run in its ``tf.cond``
+    branches after the kernel nodes, with an Add of two pending signals) can give it. Float64 throughout: the comparison measures the rescaling, not float32
     rounding (the log/exp round trip of the scale costs about |log r| ulps, 1e-13 here)."""
     model = zoo.cached_float64("residual")
     x = zoo.inputs_for(model, n=4, seed=1).astype("float64")
