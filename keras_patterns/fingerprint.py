@@ -54,10 +54,11 @@ class WeightsFingerprint:
             else:
                 picked = tf.gather_nd(value, np.stack(np.unravel_index(idx, value.shape), axis=1))
             by_dtype.setdefault(value.dtype, []).append(picked)
-        out = [tf.zeros([0], tf.float64)]
-        for parts in by_dtype.values():
-            out.append(tf.cast(parts[0] if len(parts) == 1 else tf.concat(parts, axis=0), tf.float64))
-        return out[0] if len(out) == 1 else tf.concat(out[1:], axis=0) if len(out) > 2 else out[1]
+        out = [tf.cast(parts[0] if len(parts) == 1 else tf.concat(parts, axis=0), tf.float64)
+               for parts in by_dtype.values()]
+        if not out:
+            return tf.zeros([0], tf.float64)
+        return out[0] if len(out) == 1 else tf.concat(out, axis=0)
 
     def __call__(self):
         """The current fingerprint, a float64 NumPy vector."""

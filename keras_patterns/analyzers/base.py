@@ -364,7 +364,7 @@ class Analyzer:
         compiled = self._compiled
         if compiled is None:
             compiled = self._get_compiled()
-        if compiled is not self._probed:
+        if compiled is None or compiled is not self._probed:
             self._check_ready()
         # The signature is fixed, so the one concrete function is called directly: this skips
         # the polymorphic function's per-call argument binding and cache lookup (about 0.3 ms a
@@ -381,7 +381,8 @@ class Analyzer:
         chunks = []
         for start in range(0, n, step):
             stop = min(n, start + step)
-            maps = self._unprobe(compiled, concrete([a[start:stop] for a in xs], idx[start:stop], *extras))
+            out = concrete([a[start:stop] for a in xs], idx[start:stop], *extras)
+            maps = self._unprobe(compiled, out)
             # Under a mixed precision policy a reverse pass may end in float16/bfloat16: maps are
             # returned as float32 (float64 models keep float64 maps).
             chunks.append([_widen(m.numpy()) for m in maps])
@@ -405,7 +406,8 @@ class Analyzer:
                     def probed(*args):
                         return fn(*args), probe()
 
-                    compiled = tf.function(probed, input_signature=self._signature(), autograph=False)
+                    compiled = tf.function(probed, input_signature=self._signature(),
+                                           autograph=False)
                     self._probed = compiled
                 elif self._strategy is None:
                     compiled = tf.function(
@@ -500,8 +502,9 @@ class Analyzer:
         if bad:
             raise NonFiniteResultError(
                 f"{self.name} produced NaN/Inf maps for samples {bad}: the backward signal "
-                f"overflowed {results[0].dtype}. Rules that divide by unstabilized pre-activations (LRP-Z, "
-                "W**2, Flat, proportional splits at Add layers) can blow up on deep networks; a "
+                f"overflowed {results[0].dtype}. Rules that divide by unstabilized "
+                "pre-activations (LRP-Z, W**2, Flat, proportional splits at Add layers) can blow "
+                "up on deep networks; a "
                 "stabilized rule such as lrp.epsilon with epsilon=0.1, or lrp.alpha_1_beta_0, "
                 "avoids this. The maps of the other samples are in this error's `maps`.",
                 samples=bad, maps=results,

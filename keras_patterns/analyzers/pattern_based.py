@@ -68,11 +68,13 @@ class _RescalingMirror(Mirror):
         rescale = (peak > _RESCALE_ABOVE) | ((peak < _RESCALE_BELOW) & (peak > 0))
 
         def rescaled():
-            factor = tf.where(rescale, 1.0 / tf.where(rescale, peak, tf.ones_like(peak)), tf.ones_like(peak))
+            one = tf.ones_like(peak)
+            factor = tf.where(rescale, 1.0 / tf.where(rescale, peak, one), one)
             return [signals[t] * tf.cast(per_sample(factor, signals[t]), signals[t].dtype)
                     for t in keys] + [log_scale - tf.math.log(factor)]
 
-        out = tf.cond(tf.reduce_any(rescale), rescaled, lambda: [signals[t] for t in keys] + [log_scale])
+        out = tf.cond(tf.reduce_any(rescale), rescaled,
+                      lambda: [signals[t] for t in keys] + [log_scale])
         signals = dict(signals)
         signals.update(zip(keys, out[:-1]))
         return signals, out[-1]
