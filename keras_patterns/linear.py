@@ -361,21 +361,19 @@ class LinearView:
             )
 
     @functools.cached_property
-    def _kernel_bias(self):
-        if self.is_bn:
-            scale, offset = batchnorm_scale_offset(self.layer)
-            return scale(), offset()
-        return self.params.kernel(), self.params.bias()
+    def _bn_scale_offset(self):
+        return batchnorm_scale_offset(self.layer)
 
-    @property
+    @functools.cached_property
     def kernel(self):
-        """The kernel as a tensor (for BatchNormalization the per-channel scale)."""
-        return self._kernel_bias[0]
+        """The kernel as a tensor (for BatchNormalization the per-channel scale), read on first use."""
+        return self._bn_scale_offset[0]() if self.is_bn else self.params.kernel()
 
-    @property
+    @functools.cached_property
     def bias(self):
-        """The bias as a tensor, or None (for BatchNormalization the offset)."""
-        return self._kernel_bias[1]
+        """The bias as a tensor, or None (for BatchNormalization the offset), read on first use
+        (the kernel is not read when only the bias is needed, as in :meth:`remove_bias`)."""
+        return self._bn_scale_offset[1]() if self.is_bn else self.params.bias()
 
     def channel_axis(self, rank):
         """The axis of the output units in an output of rank ``rank`` (non-negative)."""
@@ -393,8 +391,14 @@ class LinearView:
         return tf.reduce_sum(t, axis=[i for i in range(rank) if i != axis])
 
     def n_rows(self, t):
-        """The number of rows of an output-shaped tensor: its size over the number of units C."""
-        return tf.cast(tf.size(t, out_type=tf.int64) // max(self.params.n_units, 1), tf.float64)
+        """The number of rows of an output-shaped tensor, as a float64 scalar: its size over the
+        number of units C (the batch size times a constant when the other axes are static)."""
+        c = max(self.params.n_units, 1)
+        if t.shape.rank and t.shape[1:].is_fully_defined():
+            per_sample = int(np.prod(t.shape[1:])) // c
+            batch = tf.cast(tf.shape(t)[0], tf.float64)
+            return batch if per_sample == 1 else batch * per_sample
+        return tf.cast(tf.size(t, out_type=tf.int64) // c, tf.float64)
 
     def _bn_shape(self, rank):
         shape = [1] * rank
@@ -449,11 +453,12 @@ class LinearView:
 
         ``g`` may hold k times the layer's output units (several signals concatenated on the
         channel axis); the result then has k times the kernel's output units on its last axis
-        (depthwise and transposed kernels excepted: they take one signal). For a transposed
+        (depthwise, transposed, channels_first and grouped kernels excepted: they take one
+        signal). For a transposed
         convolution a "row" is one output position and its patch the kernel-shaped input values
         that reach it (zeros where a kernel tap falls between the strided input positions): the
         filter gradient of the transposed convolution is that sum all the same, since the map is
-        bilinear in (x, K). Dense layers use a ``tensordot``,
+        bilinear in (x, K). Dense layers use one ``matmul`` (``x^T g`` over the rows),
         undilated channels_last Conv2D layers the backprop-filter op; everything else the
         gradient of :meth:`apply` with respect to a kernel (its unused forward is pruned).
 
@@ -467,8 +472,10 @@ class LinearView:
             return self.filter_sums_list(x, [g])[0]
         kernel_shape = self.params.kernel_shape
         if isinstance(layer, DENSE):
-            axes = list(range(len(x.shape) - 1))
-            return tf.tensordot(x, g, axes=[axes, axes])
+            if len(x.shape) != 2:
+                x = tf.reshape(x, [-1, kernel_shape[0]])
+                g = tf.reshape(g, [-1, int(g.shape[-1])])
+            return tf.matmul(x, g, transpose_a=True)
         if (
             isinstance(layer, keras.layers.Conv2D) and channels_last(layer)
             and tuple(layer.dilation_rate) == (1, 1) and layer.padding in ("same", "valid")
@@ -490,8 +497,8 @@ class LinearView:
 
     def filter_sums_list(self, x, signals):
         """:meth:`filter_sums` of several output-shaped signals, as a list of kernel-shaped sums,
-        in as few calls as the layer allows: one for Dense and channels_last ConvND (signals
-        concatenated on the channels), one einsum for EinsumDense (signals stacked on a new axis:
+        in as few calls as the layer allows: one for Dense and channels_last ConvND without groups
+        (signals concatenated on the channels), one einsum for EinsumDense (signals stacked on a new axis:
         ``einsum("x,outZ->kernelZ")``, the filter gradient of the equation, which sums over
         every input and output axis that is not a kernel axis), one per signal otherwise.
 
@@ -499,12 +506,37 @@ class LinearView:
         ...), its input row the contracted input axes there (input axes in neither the kernel nor
         the output are summed, as the layer sums them).
         """
+        if isinstance(self.layer, EINSUM_DENSE):
+            return tf.unstack(self.filter_sums_packed(x, signals), axis=-1)
+        if not self.concatenates_signals:
+            return [self.filter_sums(x, g) for g in signals]
+        return tf.split(self.filter_sums_packed(x, signals), len(signals), axis=-1)
+
+    @property
+    def concatenates_signals(self):
+        """Whether :meth:`filter_sums_packed` concatenates the signals on the kernel's last axis
+        (Dense and channels_last ConvND without groups: one filter gradient of the signals
+        concatenated on the channels) rather than stacking them on a new last axis (depthwise,
+        transposed, channels_first and grouped convolutions, EinsumDense)."""
+        layer = self.layer
+        return not (
+            isinstance(layer, DEPTHWISE + CONV_TRANSPOSE + EINSUM_DENSE)
+            or not channels_last(layer) or getattr(layer, "groups", 1) != 1
+        )
+
+    def filter_sums_packed(self, x, signals):
+        """:meth:`filter_sums` of k output-shaped signals as one tensor, in as few calls as the
+        layer allows.
+
+        When :attr:`concatenates_signals`, the shape is ``kernel_shape[:-1] + (k * C,)``, signal
+        i in ``[..., i * C:(i + 1) * C]`` (one filter gradient of the signals concatenated on the
+        channels); otherwise ``kernel_shape + (k,)``, signal i in ``[..., i]`` (one einsum
+        ``"x,outZ->kernelZ"`` for EinsumDense, one filter gradient per signal otherwise).
+        """
         layer = self.layer
         if isinstance(layer, EINSUM_DENSE):
             xs, kernel, out, _ = einsum_specs(layer.equation, len(x.shape), len(signals[0].shape))
-            sums = tf.einsum(f"{xs},{out}Z->{kernel}Z", x, tf.stack(signals, axis=-1))
-            return tf.unstack(sums, axis=-1)
-        if isinstance(layer, DEPTHWISE + CONV_TRANSPOSE) or not channels_last(layer):
-            return [self.filter_sums(x, g) for g in signals]
-        both = self.filter_sums(x, tf.concat(signals, axis=-1))
-        return tf.split(both, len(signals), axis=-1)
+            return tf.einsum(f"{xs},{out}Z->{kernel}Z", x, tf.stack(signals, axis=-1))
+        if not self.concatenates_signals:
+            return tf.stack([self.filter_sums(x, g) for g in signals], axis=-1)
+        return self.filter_sums(x, signals[0] if len(signals) == 1 else tf.concat(signals, axis=-1))

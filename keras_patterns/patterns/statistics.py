@@ -28,7 +28,11 @@ stride, dilation and padding, at the cost of a backprop-filter per statistic.
 
 Per-batch sums are computed in the layer's compute dtype (float16/bfloat16 are promoted to float32)
 and added to float64 ``tf.Variable`` totals inside one ``tf.function``; nothing is copied to the host
-until :meth:`PatternStatistics.result`. Statistics are collected in inference mode (Dropout off,
+until :meth:`PatternStatistics.result`. Each layer has two variables, each updated by one cast and
+one ``assign_add`` per batch: all kernel-shaped sums of all pattern types as the one filter
+gradient produces them (split only when read), and the vector of ``n_rows``, ``sum_y`` and the
+counts. On a small model the cost per batch is the number of ops, not the arithmetic;
+``tests/patterns/test_statistics_ops.py`` pins it. Statistics are collected in inference mode (Dropout off,
 BatchNormalization with its moving statistics).
 
 Built under a ``tf.distribute`` strategy's scope, the totals are ``ON_READ`` variables with ``SUM``
@@ -219,18 +223,32 @@ class PatternStatistics:
             )
 
     def _make_variables(self):
+        """Two float64 variables per layer key.
+
+        ``kernel_sums`` holds every kernel-shaped sum: for pattern type i of
+        :attr:`pattern_types`, ``sum_x`` is signal 2i and ``sum_xy`` signal 2i + 1 of
+        :meth:`~keras_patterns.linear.LinearView.filter_sums_packed` (concatenated on the last
+        kernel axis or stacked on a new one, as the layer's filter gradient produces them).
+        ``unit_sums`` is ``[n_rows, sum_y (C), count (C) of each masked type]``: the count of the
+        "linear" type is ``n_rows`` for every unit and is not stored.
+        """
         for key, node in self.key_nodes.items():
             params = node_params(node)
-            kshape = params.kernel_shape
-            c = params.n_units
-            v = {"n_rows": self._var((), key, "n_rows"), "sum_y": self._var((c,), key, "sum_y")}
-            for t in self.pattern_types:
-                v[t] = {
-                    "count": self._var((c,), key, t + "_count"),
-                    "sum_x": self._var(kshape, key, t + "_sum_x"),
-                    "sum_xy": self._var(kshape, key, t + "_sum_xy"),
-                }
-            self._vars[key] = v
+            kshape = tuple(params.kernel_shape)
+            k = 2 * len(self.pattern_types)
+            if LinearView(node).concatenates_signals:
+                shape = kshape[:-1] + (k * kshape[-1],)
+            else:
+                shape = kshape + (k,)
+            n_units = 1 + params.n_units * (1 + len(self._masked_types))
+            self._vars[key] = {
+                "kernel_sums": self._var(shape, key, "kernel_sums"),
+                "unit_sums": self._var((n_units,), key, "unit_sums"),
+            }
+
+    @property
+    def _masked_types(self):
+        return [t for t in self.pattern_types if t != "linear"]
 
     def _var(self, shape, key, what):
         name = "pattern_stats_" + "".join(c if c.isalnum() else "_" for c in f"{key}_{what}")
@@ -241,8 +259,34 @@ class PatternStatistics:
             synchronization=tf.VariableSynchronization.ON_READ, aggregation=tf.VariableAggregation.SUM,
         )
 
+    def _unpack(self, key, kernel_sums, unit_sums):
+        """The NumPy values of a key's two variables as ``{"n_rows", "sum_y", type: {"count",
+        "sum_x", "sum_xy"}}`` (views, kernel-shaped sums in the kernel's shape)."""
+        node = self.key_nodes[key]
+        params = node_params(node)
+        kshape = tuple(params.kernel_shape)
+        c = params.n_units
+        k = 2 * len(self.pattern_types)
+        if LinearView(node).concatenates_signals:
+            signals = kernel_sums.reshape(kshape[:-1] + (k, kshape[-1]))
+            signal = lambda i: np.ascontiguousarray(signals[..., i, :])  # noqa: E731
+        else:
+            signal = lambda i: np.ascontiguousarray(kernel_sums[..., i])  # noqa: E731
+        n_rows = unit_sums[0]
+        out = {"n_rows": n_rows, "sum_y": unit_sums[1:1 + c].copy()}
+        masked = self._masked_types
+        for i, t in enumerate(self.pattern_types):
+            if t == "linear":
+                count = np.full((c,), n_rows, dtype=unit_sums.dtype)
+            else:
+                j = 1 + c * (1 + masked.index(t))
+                count = unit_sums[j:j + c].copy()
+            out[t] = {"count": count, "sum_x": signal(2 * i), "sum_xy": signal(2 * i + 1)}
+        return out
+
     # ---------------------------------------------------------------------------- accumulation
     def _node_updates(self, node, values):
+        """Adds one node's sums: one filter gradient of every signal, one AssignAdd per variable."""
         key = self.keys[node.name]
         x = values[node.inputs[0]]
         z = values[node.outputs[0]]
@@ -252,26 +296,21 @@ class PatternStatistics:
         view = LinearView(node)
         y = view.remove_bias(z)
         v = self._vars[key]
-        rows = view.n_rows(y)
-        ops = [
-            v["n_rows"].assign_add(rows),
-            v["sum_y"].assign_add(tf.cast(view.unit_sums(y), tf.float64)),
-        ]
-        signals, counts = [], []
+        signals, unit_parts = [], [view.unit_sums(y)]
         for t in self.pattern_types:
             if t == "linear":
                 signals += [tf.ones_like(y), y]
-                counts.append(tf.fill(tf.shape(v[t]["count"]), rows))
             else:
                 m = tf.cast(out > 0 if t == "relu" else out <= 0, dtype)
                 signals += [m, y * m]
-                counts.append(tf.cast(view.unit_sums(m), tf.float64))
-        sums = view.filter_sums_list(x, signals)
-        for i, t in enumerate(self.pattern_types):
-            ops.append(v[t]["count"].assign_add(counts[i]))
-            ops.append(v[t]["sum_x"].assign_add(tf.cast(sums[2 * i], tf.float64)))
-            ops.append(v[t]["sum_xy"].assign_add(tf.cast(sums[2 * i + 1], tf.float64)))
-        return ops
+                unit_parts.append(view.unit_sums(m))
+        sums = view.filter_sums_packed(x, signals)
+        unit_sums = unit_parts[0] if len(unit_parts) == 1 else tf.concat(unit_parts, axis=0)
+        rows = tf.reshape(view.n_rows(y), [1])
+        return [
+            v["kernel_sums"].assign_add(tf.cast(sums, tf.float64)),
+            v["unit_sums"].assign_add(tf.concat([rows, tf.cast(unit_sums, tf.float64)], axis=0)),
+        ]
 
     def _update_fn(self, inputs):
         values = self.graph.run(list(inputs))
@@ -360,11 +399,8 @@ class PatternStatistics:
 
     def _reset(self):
         for v in self._vars.values():
-            v["n_rows"].assign(tf.zeros_like(v["n_rows"]))
-            v["sum_y"].assign(tf.zeros_like(v["sum_y"]))
-            for t in self.pattern_types:
-                for var in v[t].values():
-                    var.assign(tf.zeros_like(var))
+            for var in v.values():
+                var.assign(tf.zeros_like(var))
 
     @property
     def n_rows(self):
@@ -378,7 +414,8 @@ class PatternStatistics:
     def _totals(self):
         """Every total as NumPy (under a strategy: all-reduced over the replicas and workers)."""
         with distribution.scope(self.strategy):
-            return tf.nest.map_structure(lambda var: var.numpy(), self._vars)
+            raw = tf.nest.map_structure(lambda var: var.numpy(), self._vars)
+        return {key: self._unpack(key, v["kernel_sums"], v["unit_sums"]) for key, v in raw.items()}
 
     def result(self):
         """The patterns estimated from everything seen so far.
