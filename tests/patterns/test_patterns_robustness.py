@@ -420,14 +420,24 @@ def test_statistics_fed_nan_directly_raise_instead_of_returning_nan(small):
 
 # ------------------------------------------------------------------- 5. no RuntimeWarning reaches the user
 def test_float32_overflow_of_the_statistics_is_an_error_not_a_runtime_warning(small):
-    """Finite data of magnitude 1e20: x y ~ 1e40 overflows the float32 per-batch sums. The
-    estimator used to emit "invalid value encountered in reduce" (np.sum of w * cov with +-inf)
-    and "... in divide" (inf / inf) and return NaN patterns; now it raises a clear error."""
+    """Finite data of magnitude 1e20: x y ~ 1e40 overflows the float32 per-batch sums of a
+    convolution. The estimator used to emit "invalid value encountered in reduce" (np.sum of
+    w * cov with +-inf) and "... in divide" (inf / inf) and return NaN patterns; now it raises a
+    clear error. A Dense layer on samples takes its per-batch sums in float64 (memory-bound, no
+    time lost), so the same data fits there, finite and without a warning."""
+    import keras
+
+    inp = keras.Input((6, 6, 1))
+    h = keras.layers.Conv2D(2, 3, activation="relu")(inp)
+    conv = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(h)))
+    xc = np.random.default_rng(3).normal(0, 1, (16, 6, 6, 1)).astype("float32")
     model, _, x = small
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(kp.NonFiniteDataError, match="float32 per-batch sums overflowed"):
-            kp.PatternComputer(model, "relu").compute(x * np.float32(1e20), verbose=0)
+            kp.PatternComputer(conv, "relu").compute(xc * np.float32(1e20), verbose=0)
+        patterns = kp.PatternComputer(model, "relu").compute(x * np.float32(1e20), verbose=0)
+    assert patterns and all(np.all(np.isfinite(p)) for p in patterns.values())
 
 
 def test_degenerate_data_fits_without_any_warning(small):

@@ -60,7 +60,7 @@ def _op_counts(fn):
 
 def test_update_op_budget_on_the_digits_cnn():
     """The traced update of the digits CNN (4 kernel layers, "relu") runs at most the budgeted
-    bookkeeping ops (72 in all; 128 before the packed variables), two float64 variables per
+    bookkeeping ops (74 in all; 128 before the packed variables), two float64 variables per
     layer, and the same number of filter gradients as kernel layers."""
     model = _digits_model()
     stats = PatternStatistics(prepare_graph(model), "relu")
@@ -68,14 +68,16 @@ def test_update_op_budget_on_the_digits_cnn():
     assert n_layers == 4
     assert all(len(v) == 2 for v in stats._vars.values())
     ops = _op_counts(stats._update)
-    extra = {"ReadVariableOp": 0, "Shape": 1, "StridedSlice": 1, "Reshape": 1}  # the forward's Flatten
+    # the forward's Flatten; a Dense layer on samples casts its input and signals to float64
+    # (its sums are taken in float64: one Cast more per Dense layer)
+    extra = {"ReadVariableOp": 0, "Shape": 1, "StridedSlice": 1, "Reshape": 1, "Cast": 2}
     for kind, per_layer in BUDGET_PER_LAYER.items():
         assert ops[kind] <= per_layer * n_layers + extra.get(kind, 0), (kind, ops[kind])
     for kind in NEVER:
         assert ops[kind] == 0, (kind, ops[kind])
     assert ops["Pack"] <= 1  # the forward's Flatten
     bookkeeping = sum(ops[k] for k in list(BUDGET_PER_LAYER) + list(NEVER) + ["Pack"])
-    assert bookkeeping <= 72, bookkeeping
+    assert bookkeeping <= 74, bookkeeping
     assert ops["Conv2DBackpropFilter"] == 2 and ops["MatMul"] == 4  # 2 forward + 2 filter sums
 
 
