@@ -37,9 +37,11 @@ class WeightsFingerprint:
             size = int(np.prod(v.shape))
             n = min(size, samples)
             self._indices.append(np.unique(np.linspace(0, size - 1, n).astype("int64")) if n else None)
-        self._read = tf.function(self._read_fn, autograph=False)
+        self._read = tf.function(self.read_in_graph, autograph=False)
 
-    def _read_fn(self):
+    def read_in_graph(self):
+        """The current fingerprint as a float64 tensor, for use inside another ``tf.function``
+        (the variables are read in that function's call, at no extra call's cost)."""
         # One gather per variable (multi-indices: no reshape), one concat and cast per dtype:
         # few ops, since this also runs inside every compiled analysis of a pattern analyzer.
         by_dtype = {}
@@ -63,8 +65,3 @@ class WeightsFingerprint:
     def __call__(self):
         """The current fingerprint, a float64 NumPy vector."""
         return self._read().numpy()
-
-    def read_in_graph(self):
-        """The current fingerprint as a float64 tensor, for use inside another ``tf.function``
-        (the variables are read in that function's call, at no extra call's cost)."""
-        return self._read_fn()

@@ -524,7 +524,12 @@ class LinearView:
             or not channels_last(layer) or getattr(layer, "groups", 1) != 1
         )
 
-    def filter_sums_packed(self, x, signals):
+    def packed_shape(self, k):
+        """The shape of :meth:`filter_sums_packed` of ``k`` signals."""
+        kshape = tuple(self.params.kernel_shape)
+        return kshape[:-1] + (k * kshape[-1],) if self.concatenates_signals else kshape + (k,)
+
+    def filter_sums_packed(self, x, signals, dtype=None):
         """:meth:`filter_sums` of k output-shaped signals as one tensor, in as few calls as the
         layer allows.
 
@@ -532,8 +537,18 @@ class LinearView:
         i in ``[..., i * C:(i + 1) * C]`` (one filter gradient of the signals concatenated on the
         channels); otherwise ``kernel_shape + (k,)``, signal i in ``[..., i]`` (one einsum
         ``"x,outZ->kernelZ"`` for EinsumDense, one filter gradient per signal otherwise).
+
+        ``dtype`` (e.g. float64 for running totals): the dtype of the result. A Dense layer on
+        rank-2 inputs then takes its product in that dtype (rows are samples, few against its
+        D x C outputs: the product is memory-bound, and no kernel-sized result in the input's
+        dtype is cast afterwards); other layers compute in their dtype and cast.
         """
         layer = self.layer
+        if dtype is not None:
+            if isinstance(layer, DENSE) and len(x.shape) == 2:
+                g = signals[0] if len(signals) == 1 else tf.concat(signals, axis=-1)
+                return tf.matmul(tf.cast(x, dtype), tf.cast(g, dtype), transpose_a=True)
+            return tf.cast(self.filter_sums_packed(x, signals), dtype)
         if isinstance(layer, EINSUM_DENSE):
             xs, kernel, out, _ = einsum_specs(layer.equation, len(x.shape), len(signals[0].shape))
             return tf.einsum(f"{xs},{out}Z->{kernel}Z", x, tf.stack(signals, axis=-1))

@@ -32,8 +32,8 @@ until :meth:`PatternStatistics.result`. Each layer has two variables, each updat
 one ``assign_add`` per batch: all kernel-shaped sums of all pattern types as the one filter
 gradient produces them (split only when read), and the vector of ``n_rows``, ``sum_y`` and the
 counts. On a small model the cost per batch is the number of ops, not the arithmetic;
-``tests/patterns/test_statistics_ops.py`` pins it. Statistics are collected in inference mode (Dropout off,
-BatchNormalization with its moving statistics).
+``tests/patterns/test_statistics_ops.py`` pins it. Statistics are collected in inference mode
+(Dropout off, BatchNormalization with its moving statistics).
 
 Built under a ``tf.distribute`` strategy's scope, the totals are ``ON_READ`` variables with ``SUM``
 aggregation (as Keras metrics): every replica adds its share of each batch to its own copy, with no
@@ -49,7 +49,6 @@ import tensorflow as tf
 from keras_patterns import validation
 from keras_patterns.errors import NotAnalyzeableModelError, NotFittedError
 from keras_patterns.graph.layers import (
-    DENSE,
     EINSUM_DENSE,
     KERNEL_LAYERS,
     MASK_PASS_THROUGH,
@@ -235,12 +234,7 @@ class PatternStatistics:
         """
         for key, node in self.key_nodes.items():
             params = node_params(node)
-            kshape = tuple(params.kernel_shape)
-            k = 2 * len(self.pattern_types)
-            if LinearView(node).concatenates_signals:
-                shape = kshape[:-1] + (k * kshape[-1],)
-            else:
-                shape = kshape + (k,)
+            shape = LinearView(node).packed_shape(2 * len(self.pattern_types))
             n_units = 1 + params.n_units * (1 + len(self._masked_types))
             self._vars[key] = {
                 "kernel_sums": self._var(shape, key, "kernel_sums"),
@@ -305,14 +299,9 @@ class PatternStatistics:
                 m = tf.cast(out > 0 if t == "relu" else out <= 0, dtype)
                 signals += [m, y * m]
                 unit_parts.append(view.unit_sums(m))
-        if isinstance(node.layer, DENSE) and len(x.shape) == 2:
-            # Rows are samples, few against D x C: the product is memory-bound, so taking it in
-            # float64 costs no time and writes the float64 sums at once (no float32 result and
-            # cast of it: 200 MB less at the peak of a VGG16 fit), in the same layout.
-            g = signals[0] if len(signals) == 1 else tf.concat(signals, axis=-1)
-            sums = tf.matmul(tf.cast(x, tf.float64), tf.cast(g, tf.float64), transpose_a=True)
-        else:
-            sums = tf.cast(view.filter_sums_packed(x, signals), tf.float64)
+        # In float64 directly where the layer allows (Dense on samples: 200 MB less at the peak
+        # of a VGG16 fit than casting a float32 result of both halves at once).
+        sums = view.filter_sums_packed(x, signals, dtype=tf.float64)
         unit_sums = unit_parts[0] if len(unit_parts) == 1 else tf.concat(unit_parts, axis=0)
         rows = tf.reshape(view.n_rows(y), [1])
         return [
@@ -421,8 +410,7 @@ class PatternStatistics:
 
     def _totals(self):
         """Every total as NumPy (under a strategy: all-reduced over the replicas and workers)."""
-        # Views into one NumPy copy of each variable, no further copies: on VGG16 the sums are
-        # 640 MB, and contiguous copies of the halves added 300 MB to the peak of a fit.
+        # Views into one NumPy copy of each variable, read key by key (no copy of the halves).
         with distribution.scope(self.strategy):
             return {key: self._unpack(key, v["kernel_sums"].numpy(), v["unit_sums"].numpy())
                     for key, v in self._vars.items()}
